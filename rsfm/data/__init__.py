@@ -1,0 +1,1 @@
+"""The one data layer: GeoTIFF datasets, sampling, normalisation and the synthetic world."""

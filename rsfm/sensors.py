@@ -1,0 +1,329 @@
+"""Registry of real sensors: band centre wavelengths, bandwidths and ground sampling distances.
+
+Optical bands carry their centre wavelength and full width at half maximum (FWHM) in nanometres,
+from the agencies' published tables (ESA Sentinel-2 MSI spectral response, USGS Landsat 8/9
+OLI/TIRS, USDA NAIP / Leica ADS100, DLR EnMAP, NASA/JPL EMIT, NEON AOP NIS).
+
+SAR convention: radar bands carry the *radar* wavelength in nanometres (C-band 5.405 GHz ->
+55,465,763 nm) with a sign for polarisation: co-polarised channels (VV, HH) are positive,
+cross-polarised channels (VH, HV) negative. This keeps one float per band in the sample dict,
+keeps VV and VH distinguishable, and never collides with an optical wavelength.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+
+
+def radar_wavelength_nm(frequency_ghz: float, polarisation: str) -> float:
+    """Signed pseudo-wavelength of a SAR channel (see the module docstring).
+
+    Args:
+        frequency_ghz: Radar centre frequency in GHz.
+        polarisation: One of VV, HH (co-pol, positive) or VH, HV (cross-pol, negative).
+
+    Returns:
+        The radar wavelength in nanometres, negative for cross-polarised channels.
+    """
+    pol = polarisation.upper()
+    if pol not in {"VV", "HH", "VH", "HV"}:
+        raise ValueError(f"unknown SAR polarisation {polarisation!r}; expected VV, HH, VH or HV")
+    wavelength = SPEED_OF_LIGHT_M_S / (frequency_ghz * 1e9) * 1e9
+    return wavelength if pol in {"VV", "HH"} else -wavelength
+
+
+@dataclass(frozen=True)
+class Band:
+    """One spectral band.
+
+    Attributes:
+        name: Band name as the product names it (e.g. ``B8A``, ``VV``).
+        center_nm: Centre wavelength in nm (signed radar wavelength for SAR, see module doc).
+        fwhm_nm: Full width at half maximum in nm (0 for SAR).
+        gsd_m: Native ground sampling distance in metres.
+    """
+
+    name: str
+    center_nm: float
+    fwhm_nm: float
+    gsd_m: float
+
+    @property
+    def is_sar(self) -> bool:
+        """Whether this is a radar channel (|wavelength| above 1 mm)."""
+        return abs(self.center_nm) > 1e6
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """A sensor: a named, ordered band table.
+
+    Attributes:
+        name: Registry key, e.g. ``sentinel2_l1c``.
+        modality: ``optical``, ``sar`` or ``hyperspectral``.
+        bands: Bands in the order a product stores them.
+        description: One line on what the product is.
+    """
+
+    name: str
+    modality: str
+    bands: tuple[Band, ...]
+    description: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def band_names(self) -> list[str]:
+        """Band names in storage order."""
+        return [b.name for b in self.bands]
+
+    @property
+    def wavelengths(self) -> np.ndarray:
+        """Centre wavelengths (nm) as float32, in storage order."""
+        return np.array([b.center_nm for b in self.bands], dtype=np.float32)
+
+    @property
+    def fwhms(self) -> np.ndarray:
+        """Bandwidths (nm) as float32, in storage order."""
+        return np.array([b.fwhm_nm for b in self.bands], dtype=np.float32)
+
+    @property
+    def gsd(self) -> float:
+        """The finest native GSD of the sensor (m)."""
+        return min(b.gsd_m for b in self.bands)
+
+    def __len__(self) -> int:
+        return len(self.bands)
+
+    def select(self, names: Sequence[str], name: str | None = None) -> Sensor:
+        """Return a sensor made of the named bands, in the given order.
+
+        Args:
+            names: Band names to keep.
+            name: Name of the new sensor (default: ``<self.name>[b1,b2,...]``).
+
+        Raises:
+            KeyError: If a name is not a band of this sensor.
+        """
+        by_name = {b.name.upper(): b for b in self.bands}
+        missing = [n for n in names if n.upper() not in by_name]
+        if missing:
+            raise KeyError(f"sensor {self.name!r} has no band(s) {missing}; it has {self.band_names}")
+        bands = tuple(by_name[n.upper()] for n in names)
+        return Sensor(name or f"{self.name}[{','.join(names)}]", self.modality, bands, self.description)
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (used by model cards and normalisation files)."""
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "bands": [
+                {"name": b.name, "center_nm": b.center_nm, "fwhm_nm": b.fwhm_nm, "gsd_m": b.gsd_m}
+                for b in self.bands
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Sensor:
+        """Inverse of :meth:`to_dict`."""
+        bands = tuple(Band(**b) for b in data["bands"])
+        return cls(data["name"], data.get("modality", "optical"), bands)
+
+
+def _bands(rows: Iterable[tuple[str, float, float, float]]) -> tuple[Band, ...]:
+    return tuple(Band(n, float(c), float(w), float(g)) for n, c, w, g in rows)
+
+
+# ESA Sentinel-2 MSI (S2A) spectral response: centre / bandwidth (nm), resolution (m).
+_S2_ROWS = [
+    ("B01", 442.7, 21.0, 60.0),
+    ("B02", 492.4, 66.0, 10.0),
+    ("B03", 559.8, 36.0, 10.0),
+    ("B04", 664.6, 31.0, 10.0),
+    ("B05", 704.1, 15.0, 20.0),
+    ("B06", 740.5, 15.0, 20.0),
+    ("B07", 782.8, 20.0, 20.0),
+    ("B08", 832.8, 106.0, 10.0),
+    ("B8A", 864.7, 21.0, 20.0),
+    ("B09", 945.1, 20.0, 60.0),
+    ("B10", 1373.5, 31.0, 60.0),
+    ("B11", 1613.7, 91.0, 20.0),
+    ("B12", 2202.4, 175.0, 20.0),
+]
+
+# USGS Landsat 8/9 OLI + TIRS band limits (um) -> centre / width (nm).
+_LANDSAT_ROWS = [
+    ("B1", 443.0, 20.0, 30.0),
+    ("B2", 482.5, 65.0, 30.0),
+    ("B3", 562.5, 75.0, 30.0),
+    ("B4", 655.0, 50.0, 30.0),
+    ("B5", 865.0, 40.0, 30.0),
+    ("B6", 1610.0, 100.0, 30.0),
+    ("B7", 2200.0, 200.0, 30.0),
+    ("B8", 590.0, 180.0, 15.0),
+    ("B9", 1375.0, 30.0, 30.0),
+    ("B10", 10895.0, 590.0, 100.0),
+    ("B11", 12005.0, 1010.0, 100.0),
+]
+
+# NAIP 4-band (Leica ADS100 filters), 0.6 m since 2018 (older years 1 m).
+_NAIP_ROWS = [
+    ("R", 635.0, 32.0, 0.6),
+    ("G", 555.0, 60.0, 0.6),
+    ("B", 465.0, 60.0, 0.6),
+    ("N", 845.0, 74.0, 0.6),
+]
+
+# A generic RGB camera (broad Bayer-filter responses); GSD depends on the platform.
+_RGB_ROWS = [
+    ("R", 640.0, 100.0, 1.0),
+    ("G", 545.0, 100.0, 1.0),
+    ("B", 470.0, 80.0, 1.0),
+]
+
+_S1_FREQ_GHZ = 5.405
+
+
+def _uniform_hyperspectral(
+    prefix: str, start: float, stop: float, count: int, fwhm: float, gsd: float
+) -> tuple[Band, ...]:
+    centres = np.linspace(start, stop, count)
+    return tuple(Band(f"{prefix}{i + 1:03d}", round(float(c), 3), fwhm, gsd) for i, c in enumerate(centres))
+
+
+def _enmap_nominal() -> tuple[Band, ...]:
+    # EnMAP HSI: VNIR 91 bands 418-993 nm (~6.5 nm), SWIR 133 bands 902-2445 nm (~10 nm).
+    # Real products carry exact per-band wavelength/fwhm tags; sensor_from_raster reads those.
+    vnir = np.linspace(418.24, 993.0, 91)
+    swir = np.linspace(902.0, 2445.5, 133)
+    centres = np.concatenate([vnir, swir])
+    return tuple(
+        Band(f"B{i + 1:03d}", round(float(c), 3), 7.0 if i < 91 else 10.0, 30.0)
+        for i, c in enumerate(centres)
+    )
+
+
+SENSORS: dict[str, Sensor] = {}
+
+
+def register_sensor(sensor: Sensor) -> Sensor:
+    """Add a sensor to the registry (names and aliases are case-insensitive)."""
+    for key in (sensor.name, *sensor.aliases):
+        SENSORS[key.lower()] = sensor
+    return sensor
+
+
+register_sensor(Sensor("sentinel2_l1c", "optical", _bands(_S2_ROWS),
+                       "Sentinel-2 MSI Level-1C, 13 bands B01..B12 incl. B8A and B10",
+                       aliases=("sentinel2", "s2", "s2_l1c")))
+register_sensor(Sensor("sentinel2_l2a", "optical",
+                       tuple(b for b in _bands(_S2_ROWS) if b.name != "B10"),
+                       "Sentinel-2 MSI Level-2A, 12 bands (no B10 cirrus)",
+                       aliases=("s2_l2a",)))
+register_sensor(Sensor("sentinel1_grd", "sar",
+                       (Band("VV", radar_wavelength_nm(_S1_FREQ_GHZ, "VV"), 0.0, 10.0),
+                        Band("VH", radar_wavelength_nm(_S1_FREQ_GHZ, "VH"), 0.0, 10.0)),
+                       "Sentinel-1 C-band GRD, VV and VH backscatter (dB)",
+                       aliases=("sentinel1", "s1")))
+register_sensor(Sensor("landsat8_oli_tirs", "optical", _bands(_LANDSAT_ROWS),
+                       "Landsat 8/9 OLI + TIRS, 11 bands", aliases=("landsat8", "landsat9", "l8", "l9")))
+register_sensor(Sensor("landsat8_sr", "optical", _bands(_LANDSAT_ROWS[1:7]),
+                       "Landsat 8/9 Collection-2 surface reflectance, bands B2..B7",
+                       aliases=("landsat8_l2", "l8_sr")))
+register_sensor(Sensor("naip", "optical", _bands(_NAIP_ROWS), "USDA NAIP aerial RGBN"))
+register_sensor(Sensor("rgb", "optical", _bands(_RGB_ROWS), "Generic RGB camera"))
+register_sensor(Sensor("enmap", "hyperspectral", _enmap_nominal(),
+                       "EnMAP HSI L2A, 224 bands 418-2445 nm (nominal; file tags take precedence)"))
+register_sensor(Sensor("emit", "hyperspectral",
+                       _uniform_hyperspectral("B", 381.0, 2493.0, 285, 8.5, 60.0),
+                       "EMIT imaging spectrometer, 285 bands 381-2493 nm, 60 m"))
+register_sensor(Sensor("neon_aop", "hyperspectral",
+                       _uniform_hyperspectral("B", 383.0, 2512.0, 426, 5.0, 1.0),
+                       "NEON AOP NIS imaging spectrometer, 426 bands 380-2510 nm, 1 m"))
+
+
+def get_sensor(name: str | Sensor) -> Sensor:
+    """Look a sensor up by name or alias.
+
+    Raises:
+        KeyError: With the list of known sensors, if the name is unknown.
+    """
+    if isinstance(name, Sensor):
+        return name
+    try:
+        return SENSORS[name.lower()]
+    except KeyError:
+        known = sorted({s.name for s in SENSORS.values()})
+        raise KeyError(f"unknown sensor {name!r}; known sensors: {known}") from None
+
+
+def list_sensors() -> list[str]:
+    """Names of all registered sensors (no aliases)."""
+    return sorted({s.name for s in SENSORS.values()})
+
+
+_DESC_NM = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(nanometers|nm|micrometers|um|µm)", re.IGNORECASE)
+
+
+def sensor_from_raster(path: str | Path, name: str | None = None) -> Sensor:
+    """Describe a sensor from a GeoTIFF's own band metadata.
+
+    Reads, per band, GDAL/ENVI-style ``wavelength`` / ``fwhm`` / ``wavelength_units`` tags, or a
+    wavelength written in the band description (``"band 1 (418.24 Nanometers)"``). GSD comes from
+    the raster's transform.
+
+    Args:
+        path: GeoTIFF path.
+        name: Sensor name (default: the file stem).
+
+    Raises:
+        ValueError: Naming the file, if any band has no wavelength metadata.
+    """
+    import rasterio
+
+    path = Path(path)
+    bands = []
+    with rasterio.open(path) as ds:
+        gsd = float(abs(ds.res[0]))
+        for i in range(1, ds.count + 1):
+            tags = {k.lower(): v for k, v in ds.tags(i).items()}
+            desc = ds.descriptions[i - 1] or ""
+            center = None
+            scale = 1.0
+            units = tags.get("wavelength_units", "nanometers").lower()
+            if units in {"micrometers", "um", "µm", "micrometer"}:
+                scale = 1000.0
+            if "wavelength" in tags:
+                center = float(tags["wavelength"]) * scale
+            else:
+                m = _DESC_NM.search(desc)
+                if m:
+                    unit_scale = 1.0 if m.group(2).lower() in {"nanometers", "nm"} else 1000.0
+                    center = float(m.group(1)) * unit_scale
+            if center is None:
+                raise ValueError(
+                    f"{path}: band {i} has no wavelength metadata (no 'wavelength' tag and no "
+                    "wavelength in its description); pass a registered sensor instead"
+                )
+            fwhm = float(tags["fwhm"]) * scale if "fwhm" in tags else 0.0
+            bands.append(Band(desc or f"B{i:03d}", center, fwhm, gsd))
+    modality = "hyperspectral" if len(bands) > 30 else "optical"
+    return Sensor(name or path.stem, modality, tuple(bands), f"described from {path.name}")
+
+
+def bad_band_mask(path: str | Path) -> np.ndarray:
+    """Per-band good-band flags from ENVI-style ``bbl`` tags (True = good; all True if absent)."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        flags = []
+        for i in range(1, ds.count + 1):
+            value = ds.tags(i).get("bbl")
+            flags.append(True if value is None else float(value) != 0.0)
+    return np.array(flags, dtype=bool)
