@@ -1,0 +1,110 @@
+"""The ``rsfm`` command: ``fit|validate|test|predict`` (LightningCLI) plus ``data`` utilities."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+LIGHTNING_COMMANDS = {"fit", "validate", "test", "predict"}
+
+
+def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: ANN201
+    """Run LightningCLI with any rsfm task / datamodule selected by ``class_path`` in YAML.
+
+    Args:
+        args: Command-line arguments (default: ``sys.argv[1:]``).
+        run: Whether to run the subcommand (False: only build the objects, for tests).
+
+    Returns:
+        The LightningCLI instance.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.cli import LightningCLI
+
+    import rsfm.data.datamodule  # noqa: F401  (registers class paths for shorthand resolution)
+    import rsfm.tasks.mae  # noqa: F401
+
+    return LightningCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def data_main(argv: list[str]) -> int:
+    """``rsfm data sensors|synthetic|stats``: inspect sensors, build the world, compute stats."""
+    parser = argparse.ArgumentParser(prog="rsfm data", description=data_main.__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sensors = sub.add_parser("sensors", help="list registered sensors and their bands")
+    sensors.add_argument("name", nargs="?", help="show one sensor's band table")
+    synth = sub.add_parser("synthetic", help="generate (or locate) the embedded synthetic world")
+    synth.add_argument("--root", type=Path, default=None, help="output directory")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--scenes", type=int, default=None, help="number of scenes")
+    stats = sub.add_parser("stats", help="compute per-band normalisation statistics")
+    stats.add_argument("paths", nargs="+", help="GeoTIFF files or directories")
+    stats.add_argument("--sensor", default=None, help="registered sensor (default: file tags)")
+    stats.add_argument("--samples", type=int, default=256, help="random windows to sample")
+    stats.add_argument("--out", type=Path, required=True, help="output JSON")
+    ns = parser.parse_args(argv)
+
+    if ns.action == "sensors":
+        from rsfm.sensors import get_sensor, list_sensors
+
+        if ns.name:
+            sensor = get_sensor(ns.name)
+            print(f"{sensor.name} ({sensor.modality}): {sensor.description}")
+            for b in sensor.bands:
+                print(f"  {b.name:>6}  {b.center_nm:>14.1f} nm  fwhm {b.fwhm_nm:>7.1f}  {b.gsd_m:g} m")
+        else:
+            for name in list_sensors():
+                sensor = get_sensor(name)
+                print(f"{name:<20} {len(sensor):>4} bands  {sensor.description}")
+        return 0
+    if ns.action == "synthetic":
+        from rsfm.data.synthetic import SyntheticWorldConfig, ensure_synthetic_world
+
+        config = SyntheticWorldConfig(seed=ns.seed)
+        if ns.scenes is not None:
+            config = SyntheticWorldConfig(seed=ns.seed, n_scenes=ns.scenes)
+        print(ensure_synthetic_world(ns.root, config))
+        return 0
+    from rsfm.data.normalization import compute_band_stats
+    from rsfm.data.raster import SensorRasterDataset
+
+    dataset = SensorRasterDataset(ns.paths, sensor=ns.sensor, skip_empty=True)
+    result = compute_band_stats(dataset, n_samples=ns.samples)
+    result.save(ns.out)
+    print(json.dumps(result.to_dict(), indent=1)[:2000])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rsfm`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(
+            "usage: rsfm {fit,validate,test,predict} --config CONFIG.yaml [options]\n"
+            "       rsfm data {sensors,synthetic,stats} ...\n\n"
+            "Train and apply remote-sensing foundation models. `rsfm fit --help` lists every\n"
+            "option of a run; `rsfm fit --config C.yaml --print_config` shows the resolved config."
+        )
+        return 0
+    if argv[0] in LIGHTNING_COMMANDS:
+        lightning_main(argv)
+        return 0
+    if argv[0] == "data":
+        return data_main(argv[1:])
+    print(f"rsfm: unknown command {argv[0]!r}; try `rsfm --help`", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""Spectrum-aware masked-autoencoder pretraining (SMARTIES-style) as a LightningModule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rsfm.models.registry import create_model, model_config
+from rsfm.tasks.base import BaseTask
+
+
+class MAEPretrainTask(BaseTask):
+    """Masked-autoencoder pretraining of a spectrum-aware encoder.
+
+    Batches are sample dicts (``image``, ``wavelengths``, optional ``pair_image`` /
+    ``pair_wavelengths`` for cross-sensor token mixup) or a dict of such batches, as a
+    ``CombinedLoader`` yields when single-sensor and paired loaders are mixed.
+
+    Args:
+        model: Registered model name (see ``rsfm.models.list_models``).
+        model_args: Overrides of the registered variant's init args.
+        mask_ratio: Fraction of patch tokens hidden from the encoder.
+        mixup_ratio: Fraction of token positions swapped between paired sensors.
+        optimizer: timm optimiser name.
+        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
+        base_lr: Base learning rate of the scaling rule.
+        weight_decay: Decoupled weight decay.
+        betas: Adam betas.
+        warmup_epochs: Linear warm-up length in epochs.
+        min_lr: Final learning rate of the cosine decay.
+        scheduler: ``cosine`` or ``constant``.
+    """
+
+    def __init__(
+        self,
+        model: str = "smarties_tiny",
+        model_args: dict[str, Any] | None = None,
+        mask_ratio: float = 0.75,
+        mixup_ratio: float = 0.5,
+        optimizer: str = "adamw",
+        lr: float | None = None,
+        base_lr: float = 1.5e-4,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_epochs: float = 1.0,
+        min_lr: float = 0.0,
+        scheduler: str = "cosine",
+    ) -> None:
+        super().__init__(optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler)
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if not 0.0 <= mixup_ratio <= 1.0:
+            raise ValueError(f"mixup_ratio must be in [0, 1], got {mixup_ratio}")
+        self.save_hyperparameters()
+        self.model_name = model
+        self.mask_ratio = mask_ratio
+        overrides = dict(model_args or {})
+        overrides.setdefault("mask_ratio", mask_ratio)
+        overrides.setdefault("mixup_ratio", mixup_ratio)
+        self.model = create_model(model, **overrides)
+        self.band_stats: dict[str, Any] | None = None
+
+    def _loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+        if "image" not in batch:  # a CombinedLoader dict of batches: average their losses
+            losses = [self._loss(b, generator) for b in batch.values() if b is not None]
+            return torch.stack(losses).mean()
+        out = self.model(
+            batch["image"],
+            batch["wavelengths"],
+            pair_image=batch.get("pair_image"),
+            pair_wavelengths=batch.get("pair_wavelengths"),
+            generator=generator,
+        )
+        return out["loss"]
+
+    @staticmethod
+    def _batch_size(batch: dict[str, Any]) -> int:
+        if "image" in batch:
+            return int(batch["image"].shape[0])
+        return sum(int(b["image"].shape[0]) for b in batch.values() if b is not None)
+
+    @staticmethod
+    def _skipped(batch: dict[str, Any]) -> int:
+        if "image" in batch:
+            return int(batch.get("n_skipped", 0))
+        return sum(int(b.get("n_skipped", 0)) for b in batch.values() if b is not None)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One MAE step; logs ``train/loss`` and the count of skipped all-nodata windows."""
+        loss = self._loss(batch)
+        bs = self._batch_size(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/skipped_windows", float(self._skipped(batch)), reduce_fx="sum",
+                 batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Validation loss with a fixed masking generator, so epochs compare like with like."""
+        generator = torch.Generator(device=self.device).manual_seed(1234 + batch_idx)
+        loss = self._loss(batch, generator)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=self._batch_size(batch))
+        return loss
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Same as validation, logged under ``test/``."""
+        generator = torch.Generator(device=self.device).manual_seed(4321 + batch_idx)
+        loss = self._loss(batch, generator)
+        self.log("test/loss", loss, sync_dist=True, batch_size=self._batch_size(batch))
+        return loss
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Pooled encoder embeddings ``[B, D]`` per sample (no masking)."""
+        if "image" not in batch:
+            batch = next(b for b in batch.values() if b is not None)
+        embedding = self.model.encoder.forward_pooled(batch["image"], batch["wavelengths"])
+        return {"embedding": embedding, "sensor": batch.get("sensor"), "bounds": batch.get("bounds")}
+
+    def on_fit_start(self) -> None:
+        """Take the datamodule's normalisation statistics so they travel with the checkpoint."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        stats = getattr(datamodule, "band_stats", None)
+        if stats:
+            self.band_stats = {name: s.to_dict() for name, s in stats.items()}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the model's rebuild recipe and normalisation statistics in the checkpoint."""
+        checkpoint["rsfm_model_config"] = model_config(self.model)
+        if self.band_stats is not None:
+            checkpoint["rsfm_band_stats"] = self.band_stats
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore normalisation statistics saved by :meth:`on_save_checkpoint`."""
+        self.band_stats = checkpoint.get("rsfm_band_stats")
