@@ -1,0 +1,43 @@
+"""Model families (nn.Modules only) and the model registry.
+
+Importing this package registers every variant; build one with
+``create_model("smarties_tiny")`` and describe it with ``model_config(model)``.
+"""
+
+from rsfm.models.registry import (
+    create_model,
+    is_model,
+    list_models,
+    model_config,
+    model_from_config,
+    register_model,
+)
+from rsfm.models.smarties import SmartiesEncoder, SmartiesMAE, sincos_pos_embed_2d
+from rsfm.models.spectral import (
+    DEFAULT_SPECTRAL_RANGES,
+    SpectralPatchEmbed,
+    SpectralRange,
+    UnknownWavelengthError,
+    patchify,
+    range_index,
+    unpatchify,
+)
+
+__all__ = [
+    "DEFAULT_SPECTRAL_RANGES",
+    "SmartiesEncoder",
+    "SmartiesMAE",
+    "SpectralPatchEmbed",
+    "SpectralRange",
+    "UnknownWavelengthError",
+    "create_model",
+    "is_model",
+    "list_models",
+    "model_config",
+    "model_from_config",
+    "patchify",
+    "range_index",
+    "register_model",
+    "sincos_pos_embed_2d",
+    "unpatchify",
+]
