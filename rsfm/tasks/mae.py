@@ -95,19 +95,24 @@ class MAEPretrainTask(BaseTask):
                  batch_size=bs)
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Validation loss with a fixed masking generator, so epochs compare like with like."""
-        generator = torch.Generator(device=self.device).manual_seed(1234 + batch_idx)
+    def _eval_step(self, batch: dict[str, Any], stage: str, seed: int) -> torch.Tensor:
+        # A fixed masking generator per batch, so epochs compare like with like. Losses of the
+        # single-sensor and paired loaders aggregate into one metric (no dataloader suffix).
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         loss = self._loss(batch, generator)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=self._batch_size(batch))
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True,
+                 batch_size=self._batch_size(batch), add_dataloader_idx=False)
         return loss
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> torch.Tensor:
+        """Masked-reconstruction loss on held-out windows."""
+        return self._eval_step(batch, "val", 1234 + 1000 * dataloader_idx + batch_idx)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Same as validation, logged under ``test/``."""
-        generator = torch.Generator(device=self.device).manual_seed(4321 + batch_idx)
-        loss = self._loss(batch, generator)
-        self.log("test/loss", loss, sync_dist=True, batch_size=self._batch_size(batch))
-        return loss
+        return self._eval_step(batch, "test", 4321 + 1000 * dataloader_idx + batch_idx)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Pooled encoder embeddings ``[B, D]`` per sample (no masking)."""
