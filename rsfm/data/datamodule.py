@@ -151,6 +151,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.skip_empty = skip_empty
         self.seed = seed
         self.band_stats: dict[str, BandStats] = {}
+        self.data_root: Path | None = None
         self._train: dict[str, Dataset] = {}
         self._val: dict[str, Dataset] = {}
 
@@ -175,7 +176,7 @@ class GeoDataModule(pl.LightningDataModule):
             ensure_synthetic_world(config=self.synthetic or SyntheticWorldConfig())
 
     def _datasets(self, source: RasterSource, files: list[Path]) -> list[SensorRasterDataset]:
-        stats = self.band_stats.get(source.sensor or str(files[0])) if self.normalize else None
+        stats = self.band_stats.get(source.sensor or files[0].stem) if self.normalize else None
         return [
             SensorRasterDataset(
                 [str(f) for f in group],
@@ -188,12 +189,11 @@ class GeoDataModule(pl.LightningDataModule):
         ]
 
     def _stats_for(self, source: RasterSource, train_files: list[Path]) -> None:
-        key = source.sensor or str(train_files[0])
+        key = source.sensor or train_files[0].stem
         if not self.normalize or key in self.band_stats:
             return
-        path = train_files[0].parent.parent / f"band_stats_{key.replace('/', '_')}.json"
-        if source.sensor is None or not path.parent.exists():
-            path = train_files[0].with_suffix(".band_stats.json")
+        folder = self.data_root if self.data_root is not None else train_files[0].parent
+        path = folder / f"band_stats_{key}.json"
         if path.exists():
             self.band_stats[key] = BandStats.load(path)
             return
@@ -258,7 +258,9 @@ class GeoDataModule(pl.LightningDataModule):
         loaders = {k: self._loader(d, shuffle) for k, d in datasets.items()}
         if len(loaders) == 1:
             return next(iter(loaders.values()))
-        return CombinedLoader(loaders, mode="max_size_cycle" if shuffle else "sequential")
+        # One step sees a batch of every loader ("max_size": exhausted loaders yield None), so a
+        # metric is logged once per step whichever loaders exist.
+        return CombinedLoader(loaders, mode="max_size_cycle" if shuffle else "max_size")
 
     def train_dataloader(self) -> Any:
         """Random windows; single and paired loaders combined when both exist."""
