@@ -62,7 +62,9 @@ def data_main(argv: list[str]) -> int:
             sensor = get_sensor(ns.name)
             print(f"{sensor.name} ({sensor.modality}): {sensor.description}")
             for b in sensor.bands:
-                print(f"  {b.name:>6}  {b.center_nm:>14.1f} nm  fwhm {b.fwhm_nm:>7.1f}  {b.gsd_m:g} m")
+                print(
+                    f"  {b.name:>6}  {b.center_nm:>14.1f} nm  fwhm {b.fwhm_nm:>7.1f}  {b.gsd_m:g} m"
+                )
         else:
             for name in list_sensors():
                 sensor = get_sensor(name)

@@ -114,9 +114,13 @@ class Sensor:
         by_name = {b.name.upper(): b for b in self.bands}
         missing = [n for n in names if n.upper() not in by_name]
         if missing:
-            raise KeyError(f"sensor {self.name!r} has no band(s) {missing}; it has {self.band_names}")
+            raise KeyError(
+                f"sensor {self.name!r} has no band(s) {missing}; it has {self.band_names}"
+            )
         bands = tuple(by_name[n.upper()] for n in names)
-        return Sensor(name or f"{self.name}[{','.join(names)}]", self.modality, bands, self.description)
+        return Sensor(
+            name or f"{self.name}[{','.join(names)}]", self.modality, bands, self.description
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready description (used by model cards and normalisation files)."""
@@ -194,7 +198,9 @@ def _uniform_hyperspectral(
     prefix: str, start: float, stop: float, count: int, fwhm: float, gsd: float
 ) -> tuple[Band, ...]:
     centres = np.linspace(start, stop, count)
-    return tuple(Band(f"{prefix}{i + 1:03d}", round(float(c), 3), fwhm, gsd) for i, c in enumerate(centres))
+    return tuple(
+        Band(f"{prefix}{i + 1:03d}", round(float(c), 3), fwhm, gsd) for i, c in enumerate(centres)
+    )
 
 
 def _enmap_nominal() -> tuple[Band, ...]:
@@ -219,33 +225,80 @@ def register_sensor(sensor: Sensor) -> Sensor:
     return sensor
 
 
-register_sensor(Sensor("sentinel2_l1c", "optical", _bands(_S2_ROWS),
-                       "Sentinel-2 MSI Level-1C, 13 bands B01..B12 incl. B8A and B10",
-                       aliases=("sentinel2", "s2", "s2_l1c")))
-register_sensor(Sensor("sentinel2_l2a", "optical",
-                       tuple(b for b in _bands(_S2_ROWS) if b.name != "B10"),
-                       "Sentinel-2 MSI Level-2A, 12 bands (no B10 cirrus)",
-                       aliases=("s2_l2a",)))
-register_sensor(Sensor("sentinel1_grd", "sar",
-                       (Band("VV", radar_wavelength_nm(_S1_FREQ_GHZ, "VV"), 0.0, 10.0),
-                        Band("VH", radar_wavelength_nm(_S1_FREQ_GHZ, "VH"), 0.0, 10.0)),
-                       "Sentinel-1 C-band GRD, VV and VH backscatter (dB)",
-                       aliases=("sentinel1", "s1")))
-register_sensor(Sensor("landsat8_oli_tirs", "optical", _bands(_LANDSAT_ROWS),
-                       "Landsat 8/9 OLI + TIRS, 11 bands", aliases=("landsat8", "landsat9", "l8", "l9")))
-register_sensor(Sensor("landsat8_sr", "optical", _bands(_LANDSAT_ROWS[1:7]),
-                       "Landsat 8/9 Collection-2 surface reflectance, bands B2..B7",
-                       aliases=("landsat8_l2", "l8_sr")))
+register_sensor(
+    Sensor(
+        "sentinel2_l1c",
+        "optical",
+        _bands(_S2_ROWS),
+        "Sentinel-2 MSI Level-1C, 13 bands B01..B12 incl. B8A and B10",
+        aliases=("sentinel2", "s2", "s2_l1c"),
+    )
+)
+register_sensor(
+    Sensor(
+        "sentinel2_l2a",
+        "optical",
+        tuple(b for b in _bands(_S2_ROWS) if b.name != "B10"),
+        "Sentinel-2 MSI Level-2A, 12 bands (no B10 cirrus)",
+        aliases=("s2_l2a",),
+    )
+)
+register_sensor(
+    Sensor(
+        "sentinel1_grd",
+        "sar",
+        (
+            Band("VV", radar_wavelength_nm(_S1_FREQ_GHZ, "VV"), 0.0, 10.0),
+            Band("VH", radar_wavelength_nm(_S1_FREQ_GHZ, "VH"), 0.0, 10.0),
+        ),
+        "Sentinel-1 C-band GRD, VV and VH backscatter (dB)",
+        aliases=("sentinel1", "s1"),
+    )
+)
+register_sensor(
+    Sensor(
+        "landsat8_oli_tirs",
+        "optical",
+        _bands(_LANDSAT_ROWS),
+        "Landsat 8/9 OLI + TIRS, 11 bands",
+        aliases=("landsat8", "landsat9", "l8", "l9"),
+    )
+)
+register_sensor(
+    Sensor(
+        "landsat8_sr",
+        "optical",
+        _bands(_LANDSAT_ROWS[1:7]),
+        "Landsat 8/9 Collection-2 surface reflectance, bands B2..B7",
+        aliases=("landsat8_l2", "l8_sr"),
+    )
+)
 register_sensor(Sensor("naip", "optical", _bands(_NAIP_ROWS), "USDA NAIP aerial RGBN"))
 register_sensor(Sensor("rgb", "optical", _bands(_RGB_ROWS), "Generic RGB camera"))
-register_sensor(Sensor("enmap", "hyperspectral", _enmap_nominal(),
-                       "EnMAP HSI L2A, 224 bands 418-2445 nm (nominal; file tags take precedence)"))
-register_sensor(Sensor("emit", "hyperspectral",
-                       _uniform_hyperspectral("B", 381.0, 2493.0, 285, 8.5, 60.0),
-                       "EMIT imaging spectrometer, 285 bands 381-2493 nm, 60 m"))
-register_sensor(Sensor("neon_aop", "hyperspectral",
-                       _uniform_hyperspectral("B", 383.0, 2512.0, 426, 5.0, 1.0),
-                       "NEON AOP NIS imaging spectrometer, 426 bands 380-2510 nm, 1 m"))
+register_sensor(
+    Sensor(
+        "enmap",
+        "hyperspectral",
+        _enmap_nominal(),
+        "EnMAP HSI L2A, 224 bands 418-2445 nm (nominal; file tags take precedence)",
+    )
+)
+register_sensor(
+    Sensor(
+        "emit",
+        "hyperspectral",
+        _uniform_hyperspectral("B", 381.0, 2493.0, 285, 8.5, 60.0),
+        "EMIT imaging spectrometer, 285 bands 381-2493 nm, 60 m",
+    )
+)
+register_sensor(
+    Sensor(
+        "neon_aop",
+        "hyperspectral",
+        _uniform_hyperspectral("B", 383.0, 2512.0, 426, 5.0, 1.0),
+        "NEON AOP NIS imaging spectrometer, 426 bands 380-2510 nm, 1 m",
+    )
+)
 
 
 def get_sensor(name: str | Sensor) -> Sensor:

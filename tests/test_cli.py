@@ -19,13 +19,20 @@ TINY = REPO / "tests" / "conf" / "smarties_tiny.yaml"
 
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONHASHSEED="0")
-    return subprocess.run([sys.executable, "-m", "rsfm.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rsfm.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_fit_from_yaml_saves_resolved_config_logs_and_checkpoint(tmp_path: Path) -> None:
-    result = _run(["fit", "--config", str(TINY), "--trainer.default_root_dir", str(tmp_path)],
-                  cwd=tmp_path)
+    result = _run(
+        ["fit", "--config", str(TINY), "--trainer.default_root_dir", str(tmp_path)], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     configs = list(tmp_path.rglob("config.yaml"))
     assert configs, "resolved config was not saved beside the run"
@@ -62,12 +69,35 @@ def test_data_sensors_lists_registry(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_two_process_ddp_matches_single_process_steps(tmp_path: Path) -> None:
-    single = _run(["fit", "--config", str(TINY), "--trainer.default_root_dir", str(tmp_path / "one"),
-                   "--data.init_args.batch_size", "8"], cwd=tmp_path)
+    single = _run(
+        [
+            "fit",
+            "--config",
+            str(TINY),
+            "--trainer.default_root_dir",
+            str(tmp_path / "one"),
+            "--data.init_args.batch_size",
+            "8",
+        ],
+        cwd=tmp_path,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = _run(["fit", "--config", str(TINY), "--trainer.default_root_dir", str(tmp_path / "two"),
-                "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                "--data.init_args.batch_size", "4"], cwd=tmp_path)
+    ddp = _run(
+        [
+            "fit",
+            "--config",
+            str(TINY),
+            "--trainer.default_root_dir",
+            str(tmp_path / "two"),
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--data.init_args.batch_size",
+            "4",
+        ],
+        cwd=tmp_path,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     results = {}
     for name in ("one", "two"):

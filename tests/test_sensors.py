@@ -19,8 +19,21 @@ from rsfm.sensors import (
 
 def test_sentinel2_l1c_has_13_bands_with_esa_centres() -> None:
     s2 = get_sensor("sentinel2_l1c")
-    assert s2.band_names == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
-                             "B09", "B10", "B11", "B12"]
+    assert s2.band_names == [
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B8A",
+        "B09",
+        "B10",
+        "B11",
+        "B12",
+    ]
     centres = dict(zip(s2.band_names, s2.wavelengths.tolist(), strict=True))
     assert centres["B8A"] == pytest.approx(864.7)
     assert centres["B10"] == pytest.approx(1373.5)
@@ -62,13 +75,21 @@ def test_select_and_dict_round_trip() -> None:
 
 def test_sensor_from_raster_reads_wavelength_tags(tmp_path) -> None:
     path = tmp_path / "hsi.tif"
-    profile = dict(driver="GTiff", width=4, height=4, count=3, dtype="float32",
-                   crs="EPSG:32633", transform=from_origin(500000, 5800000, 30, 30))
+    profile = dict(
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=3,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5800000, 30, 30),
+    )
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(np.zeros((3, 4, 4), dtype="float32"))
         for i, (wl, fwhm, bbl) in enumerate([(0.45, 0.01, 1), (0.55, 0.01, 0), (1.6, 0.02, 1)], 1):
-            ds.update_tags(i, wavelength=str(wl), fwhm=str(fwhm), wavelength_units="Micrometers",
-                           bbl=str(bbl))
+            ds.update_tags(
+                i, wavelength=str(wl), fwhm=str(fwhm), wavelength_units="Micrometers", bbl=str(bbl)
+            )
     sensor = sensor_from_raster(path)
     assert sensor.wavelengths.tolist() == pytest.approx([450.0, 550.0, 1600.0])
     assert sensor.fwhms.tolist() == pytest.approx([10.0, 10.0, 20.0])

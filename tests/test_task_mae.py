@@ -1,4 +1,4 @@
-"""MAE pretraining task: fixed-batch learning, exact reproducibility, checkpoint contents, resume."""
+"""MAE task: fixed-batch learning, exact reproducibility, checkpoint contents, resume."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ TINY_WORLD = SyntheticWorldConfig(seed=0, n_scenes=3, scene_size_m=960)
 
 
 def _datamodule(**overrides) -> GeoDataModule:
-    args = dict(synthetic=TINY_WORLD, patch_size=32, batch_size=8, num_workers=0,
-                samples_per_epoch=32, val_samples=8, stats_samples=16)
+    args = dict(
+        synthetic=TINY_WORLD,
+        patch_size=32,
+        batch_size=8,
+        num_workers=0,
+        samples_per_epoch=32,
+        val_samples=8,
+        stats_samples=16,
+    )
     args.update(overrides)
     return GeoDataModule(**args)
 
@@ -35,9 +42,17 @@ class LossRecorder(pl.Callback):
 def _fit(tmp_path: Path, max_epochs: int = 2, **trainer_kwargs) -> tuple[list[float], pl.Trainer]:
     pl.seed_everything(0, workers=True)
     recorder = LossRecorder()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, deterministic=True,
-                         logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
-                         callbacks=[recorder], **trainer_kwargs)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        deterministic=True,
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        callbacks=[recorder],
+        **trainer_kwargs,
+    )
     task = MAEPretrainTask(model="smarties_tiny", lr=1e-3, warmup_epochs=0.5)
     trainer.fit(task, datamodule=_datamodule())
     return recorder.losses, trainer
@@ -73,8 +88,9 @@ def test_same_seed_reproduces_losses_exactly(tmp_path: Path) -> None:
 
 def test_checkpoint_carries_model_recipe_and_band_stats_and_resumes(tmp_path: Path) -> None:
     _, trainer = _fit(tmp_path / "run", max_epochs=1)
-    ckpt_path = Path(trainer.checkpoint_callback.last_model_path or
-                     trainer.checkpoint_callback.best_model_path)
+    ckpt_path = Path(
+        trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
+    )
     if not ckpt_path.is_file():
         ckpt_path = tmp_path / "manual.ckpt"
         trainer.save_checkpoint(ckpt_path)
@@ -88,9 +104,15 @@ def test_checkpoint_carries_model_recipe_and_band_stats_and_resumes(tmp_path: Pa
     assert steps_after_one > 0
 
     recorder = LossRecorder()
-    trainer2 = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False,
-                          enable_progress_bar=False, default_root_dir=tmp_path / "resume",
-                          callbacks=[recorder])
+    trainer2 = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path / "resume",
+        callbacks=[recorder],
+    )
     task = MAEPretrainTask(model="smarties_tiny", lr=1e-3)
     trainer2.fit(task, datamodule=_datamodule(), ckpt_path=str(ckpt_path))
     assert trainer2.global_step == 2 * steps_after_one  # resumed, did only the second epoch

@@ -134,11 +134,13 @@ class GeoDataModule(pl.LightningDataModule):
         self.pairs = list(pairs or [])
         self.synthetic = synthetic
         self.synthetic_sensors = (
-            ["sentinel2_l1c", "landsat8_sr", "naip"] if synthetic_sensors is None
+            ["sentinel2_l1c", "landsat8_sr", "naip"]
+            if synthetic_sensors is None
             else list(synthetic_sensors)
         )
         self.synthetic_pairs = (
-            [("sentinel2_l1c", "sentinel1_grd")] if synthetic_pairs is None
+            [("sentinel2_l1c", "sentinel1_grd")]
+            if synthetic_pairs is None
             else [tuple(p) for p in synthetic_pairs]
         )
         self.patch_size = patch_size
@@ -197,10 +199,15 @@ class GeoDataModule(pl.LightningDataModule):
         if path.exists():
             self.band_stats[key] = BandStats.load(path)
             return
-        raw = SensorRasterDataset([str(f) for f in _by_crs(train_files)[0]], sensor=source.sensor,
-                                  bands=source.bands, skip_empty=True)
-        stats = compute_band_stats(raw, n_samples=self.stats_samples,
-                                   patch_size=self.patch_size, seed=self.seed)
+        raw = SensorRasterDataset(
+            [str(f) for f in _by_crs(train_files)[0]],
+            sensor=source.sensor,
+            bands=source.bands,
+            skip_empty=True,
+        )
+        stats = compute_band_stats(
+            raw, n_samples=self.stats_samples, patch_size=self.patch_size, seed=self.seed
+        )
         try:
             stats.save(path)
         except OSError as err:  # read-only data directory: keep the stats in memory only
@@ -216,18 +223,30 @@ class GeoDataModule(pl.LightningDataModule):
             train_files, val_files = _split(_expand(source.paths), source.val_paths)
             self._stats_for(source, train_files)
             for d in self._datasets(source, train_files):
-                train["single"].append(RandomWindows(d, self.patch_size, self.samples_per_epoch,
-                                                     seed=self.seed + 1000 * k))
+                train["single"].append(
+                    RandomWindows(
+                        d, self.patch_size, self.samples_per_epoch, seed=self.seed + 1000 * k
+                    )
+                )
             for d in self._datasets(source, val_files):
-                val["single"].append(RandomWindows(d, self.patch_size, self.val_samples,
-                                                   seed=self.seed + 7 + 1000 * k, fixed=True))
+                val["single"].append(
+                    RandomWindows(
+                        d,
+                        self.patch_size,
+                        self.val_samples,
+                        seed=self.seed + 7 + 1000 * k,
+                        fixed=True,
+                    )
+                )
         for k, pair in enumerate(pairs):
             first_train, first_val = _split(_expand(pair.first.paths), pair.first.val_paths)
             second_train, second_val = _split(_expand(pair.second.paths), pair.second.val_paths)
             self._stats_for(pair.first, first_train)
             self._stats_for(pair.second, second_train)
-            for files_a, files_b, split in ((first_train, second_train, train),
-                                            (first_val, second_val, val)):
+            for files_a, files_b, split in (
+                (first_train, second_train, train),
+                (first_val, second_val, val),
+            ):
                 for a in self._datasets(pair.first, files_a):
                     b_all = self._datasets(pair.second, files_b)
                     for b in b_all:
@@ -237,9 +256,15 @@ class GeoDataModule(pl.LightningDataModule):
                             continue
                         fixed = split is val
                         n = self.val_samples if fixed else self.samples_per_epoch
-                        split["paired"].append(RandomWindows(paired, self.patch_size, n,
-                                                             seed=self.seed + 500 + 1000 * k,
-                                                             fixed=fixed))
+                        split["paired"].append(
+                            RandomWindows(
+                                paired,
+                                self.patch_size,
+                                n,
+                                seed=self.seed + 500 + 1000 * k,
+                                fixed=fixed,
+                            )
+                        )
         self._train = {k: _concat(v, self.samples_per_epoch) for k, v in train.items()}
         self._val = {k: _concat(v, self.val_samples) for k, v in val.items()}
 

@@ -97,7 +97,9 @@ class GridWindows(Dataset):
         limit: Keep at most this many windows (evenly spaced), or all when None.
     """
 
-    def __init__(self, dataset: Any, size: int, stride: int | None = None, limit: int | None = None):
+    def __init__(
+        self, dataset: Any, size: int, stride: int | None = None, limit: int | None = None
+    ):
         self.dataset = dataset
         res_x, _ = _res(dataset)
         sampler = GridGeoSampler(dataset, size=size, stride=stride or size)

@@ -47,7 +47,9 @@ class MAEPretrainTask(BaseTask):
         min_lr: float = 0.0,
         scheduler: str = "cosine",
     ) -> None:
-        super().__init__(optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler)
+        super().__init__(
+            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
+        )
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         if not 0.0 <= mixup_ratio <= 1.0:
@@ -61,7 +63,9 @@ class MAEPretrainTask(BaseTask):
         self.model = create_model(model, **overrides)
         self.band_stats: dict[str, Any] | None = None
 
-    def _loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+    def _loss(
+        self, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if "image" not in batch:  # a CombinedLoader dict of batches: average their losses
             losses = [self._loss(b, generator) for b in batch.values() if b is not None]
             return torch.stack(losses).mean()
@@ -91,8 +95,9 @@ class MAEPretrainTask(BaseTask):
         loss = self._loss(batch)
         bs = self._batch_size(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/skipped_windows", float(self._skipped(batch)), reduce_fx="sum",
-                 batch_size=bs)
+        self.log(
+            "train/skipped_windows", float(self._skipped(batch)), reduce_fx="sum", batch_size=bs
+        )
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str, seed: int) -> torch.Tensor:
@@ -100,8 +105,14 @@ class MAEPretrainTask(BaseTask):
         # single-sensor and paired loaders aggregate into one metric (no dataloader suffix).
         generator = torch.Generator(device=self.device).manual_seed(seed)
         loss = self._loss(batch, generator)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True,
-                 batch_size=self._batch_size(batch), add_dataloader_idx=False)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=stage == "val",
+            sync_dist=True,
+            batch_size=self._batch_size(batch),
+            add_dataloader_idx=False,
+        )
         return loss
 
     def validation_step(
@@ -110,7 +121,9 @@ class MAEPretrainTask(BaseTask):
         """Masked-reconstruction loss on held-out windows."""
         return self._eval_step(batch, "val", 1234 + 1000 * dataloader_idx + batch_idx)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> torch.Tensor:
         """Same as validation, logged under ``test/``."""
         return self._eval_step(batch, "test", 4321 + 1000 * dataloader_idx + batch_idx)
 
@@ -119,7 +132,11 @@ class MAEPretrainTask(BaseTask):
         if "image" not in batch:
             batch = next(b for b in batch.values() if b is not None)
         embedding = self.model.encoder.forward_pooled(batch["image"], batch["wavelengths"])
-        return {"embedding": embedding, "sensor": batch.get("sensor"), "bounds": batch.get("bounds")}
+        return {
+            "embedding": embedding,
+            "sensor": batch.get("sensor"),
+            "bounds": batch.get("bounds"),
+        }
 
     def on_fit_start(self) -> None:
         """Take the datamodule's normalisation statistics so they travel with the checkpoint."""
