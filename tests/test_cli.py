@@ -69,6 +69,8 @@ def test_data_sensors_lists_registry(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_two_process_ddp_matches_single_process_steps(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
     single = _run(
         [
             "fit",
@@ -79,7 +81,7 @@ def test_two_process_ddp_matches_single_process_steps(tmp_path: Path) -> None:
             "--data.init_args.batch_size",
             "8",
         ],
-        cwd=tmp_path,
+        cwd=tmp_path / "one",
     )
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = _run(
@@ -96,7 +98,7 @@ def test_two_process_ddp_matches_single_process_steps(tmp_path: Path) -> None:
             "--data.init_args.batch_size",
             "4",
         ],
-        cwd=tmp_path,
+        cwd=tmp_path / "two",
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     results = {}

@@ -63,80 +63,83 @@ class MAEPretrainTask(BaseTask):
         self.model = create_model(model, **overrides)
         self.band_stats: dict[str, Any] | None = None
 
+    @staticmethod
+    def _parts(batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """The sub-batches holding samples: one batch, or each loader's of a CombinedLoader."""
+        if "n_skipped" in batch or "image" in batch:
+            return [batch] if "image" in batch else []  # only skipped windows: nothing to use
+        return [b for b in batch.values() if isinstance(b, dict) and "image" in b]
+
     def _loss(
         self, batch: dict[str, Any], generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        if "image" not in batch:  # a CombinedLoader dict of batches: average their losses
-            losses = [self._loss(b, generator) for b in batch.values() if b is not None]
-            return torch.stack(losses).mean()
-        out = self.model(
-            batch["image"],
-            batch["wavelengths"],
-            pair_image=batch.get("pair_image"),
-            pair_wavelengths=batch.get("pair_wavelengths"),
-            generator=generator,
-        )
-        return out["loss"]
-
-    @staticmethod
-    def _batch_size(batch: dict[str, Any]) -> int:
-        if "image" in batch:
-            return int(batch["image"].shape[0])
-        return sum(int(b["image"].shape[0]) for b in batch.values() if b is not None)
+    ) -> torch.Tensor | None:
+        losses = [
+            self.model(
+                part["image"],
+                part["wavelengths"],
+                pair_image=part.get("pair_image"),
+                pair_wavelengths=part.get("pair_wavelengths"),
+                generator=generator,
+            )["loss"]
+            for part in self._parts(batch)
+        ]
+        return torch.stack(losses).mean() if losses else None
 
     @staticmethod
     def _skipped(batch: dict[str, Any]) -> int:
-        if "image" in batch:
-            return int(batch.get("n_skipped", 0))
-        return sum(int(b.get("n_skipped", 0)) for b in batch.values() if b is not None)
+        if "n_skipped" in batch:
+            return int(batch["n_skipped"])
+        return sum(int(b.get("n_skipped", 0)) for b in batch.values() if isinstance(b, dict))
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def _batch_size(self, batch: dict[str, Any]) -> int:
+        return sum(int(p["image"].shape[0]) for p in self._parts(batch))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """One MAE step; logs ``train/loss`` and the count of skipped all-nodata windows."""
-        loss = self._loss(batch)
-        bs = self._batch_size(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        skipped = float(self._skipped(batch))
         self.log(
-            "train/skipped_windows", float(self._skipped(batch)), reduce_fx="sum", batch_size=bs
+            "train/skipped_windows",
+            skipped,
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            batch_size=1,
         )
+        loss = self._loss(batch)
+        if loss is None:  # every window of the batch was nodata: nothing to learn from
+            return None
+        self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
         return loss
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, seed: int) -> torch.Tensor:
+    def _eval_step(self, batch: dict[str, Any], stage: str, seed: int) -> torch.Tensor | None:
         # A fixed masking generator per batch, so epochs compare like with like. Losses of the
-        # single-sensor and paired loaders aggregate into one metric (no dataloader suffix).
+        # single-sensor and paired loaders aggregate into one metric.
         generator = torch.Generator(device=self.device).manual_seed(seed)
         loss = self._loss(batch, generator)
+        if loss is None:
+            return None
         self.log(
             f"{stage}/loss",
             loss,
             prog_bar=stage == "val",
             sync_dist=True,
             batch_size=self._batch_size(batch),
-            add_dataloader_idx=False,
         )
         return loss
 
-    def validation_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> torch.Tensor:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """Masked-reconstruction loss on held-out windows."""
-        return self._eval_step(batch, "val", 1234 + 1000 * dataloader_idx + batch_idx)
+        return self._eval_step(batch, "val", 1234 + batch_idx)
 
-    def test_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> torch.Tensor:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """Same as validation, logged under ``test/``."""
-        return self._eval_step(batch, "test", 4321 + 1000 * dataloader_idx + batch_idx)
+        return self._eval_step(batch, "test", 4321 + batch_idx)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Pooled encoder embeddings ``[B, D]`` per sample (no masking)."""
-        if "image" not in batch:
-            batch = next(b for b in batch.values() if b is not None)
-        embedding = self.model.encoder.forward_pooled(batch["image"], batch["wavelengths"])
-        return {
-            "embedding": embedding,
-            "sensor": batch.get("sensor"),
-            "bounds": batch.get("bounds"),
-        }
+        part = self._parts(batch)[0]
+        embedding = self.model.encoder.forward_pooled(part["image"], part["wavelengths"])
+        return {"embedding": embedding, "sensor": part.get("sensor"), "bounds": part.get("bounds")}
 
     def on_fit_start(self) -> None:
         """Take the datamodule's normalisation statistics so they travel with the checkpoint."""
