@@ -90,6 +90,7 @@ def data_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rsfm`` console script."""
+    from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if argv[0] in LIGHTNING_COMMANDS:
-        lightning_main(argv)
+        lightning_main(None if from_shell else argv)  # None: LightningCLI reads sys.argv itself
         return 0
     if argv[0] == "data":
         return data_main(argv[1:])
