@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -45,6 +47,29 @@ def test_fit_from_yaml_saves_resolved_config_logs_and_checkpoint(tmp_path: Path)
     assert ckpts
     ckpt = torch.load(ckpts[0], map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2 * (32 // 8)  # 2 epochs x 4 batches
+
+    out = tmp_path / "emb.npz"
+    writer = {"class_path": "rsfm.tasks.writers.EmbeddingWriter", "init_args": {"output": str(out)}}
+    predicted = _run(
+        [
+            "predict",
+            "--config",
+            str(TINY),
+            "--ckpt_path",
+            str(ckpts[0]),
+            "--trainer.logger",
+            "false",
+            "--trainer.callbacks",
+            json.dumps([writer]),
+        ],
+        cwd=tmp_path,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    saved = np.load(out)
+    n = saved["embedding"].shape[0]
+    assert n > 0 and saved["embedding"].shape[1] == 64 and np.isfinite(saved["embedding"]).all()
+    assert saved["bounds"].shape == (n, 4) and (saved["bounds"][:, 2] > saved["bounds"][:, 0]).all()
+    assert saved["crs"][0].startswith("EPSG:326") or "UTM" in saved["crs"][0]
 
 
 def test_print_config_and_unknown_key(tmp_path: Path) -> None:

@@ -139,7 +139,12 @@ class MAEPretrainTask(BaseTask):
         """Pooled encoder embeddings ``[B, D]`` per sample (no masking)."""
         part = self._parts(batch)[0]
         embedding = self.model.encoder.forward_pooled(part["image"], part["wavelengths"])
-        return {"embedding": embedding, "sensor": part.get("sensor"), "bounds": part.get("bounds")}
+        return {
+            "embedding": embedding,
+            "sensor": part.get("sensor"),
+            "bounds": part.get("bounds"),
+            "crs": part.get("crs"),
+        }
 
     def on_fit_start(self) -> None:
         """Take the datamodule's normalisation statistics so they travel with the checkpoint."""
