@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from rsfm.data.collate import collate_samples
+from rsfm.data.grid import find_rasters
 from rsfm.data.normalization import BandStats, compute_band_stats
 from rsfm.data.paired import CoRegisteredPairDataset
 from rsfm.data.raster import SensorRasterDataset
@@ -55,18 +58,12 @@ class PairSource:
 
 
 def _expand(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
+    """Files, directories and glob patterns → sorted GeoTIFF paths."""
+    items: list[str] = []
     for entry in paths:
-        p = Path(entry).expanduser()
-        if p.is_dir():
-            files.extend(sorted(p.rglob("*.tif")))
-        elif any(ch in entry for ch in "*?["):
-            files.extend(sorted(Path(p.anchor or ".").glob(str(p.relative_to(p.anchor or ".")))))
-        else:
-            files.append(p)
-    if not files:
-        raise FileNotFoundError(f"no GeoTIFF found for {paths}")
-    return files
+        matches = sorted(glob.glob(os.path.expanduser(entry))) if glob.has_magic(entry) else []
+        items.extend(matches or [os.path.expanduser(entry)])
+    return find_rasters(items)
 
 
 def _by_crs(files: list[Path]) -> list[list[Path]]:

@@ -29,7 +29,6 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
-from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
@@ -40,54 +39,19 @@ from rsfm.data.errors import (
     NonFiniteError,
     UnreadableRasterError,
 )
+from rsfm.data.grid import (
+    Grid,
+    PathLike,
+    canonical_band_name,
+    find_rasters,
+    gsd_metres,
+    overlapping,
+    window_plan,
+)
 from rsfm.data.normalization import BandStats
 from rsfm.sensors import Band, Sensor, get_sensor, sensor_from_raster
 
-PathLike = str | os.PathLike[str]
-WGS84_SEMI_MAJOR_M = 6_378_137.0
-_BAND_NAME = re.compile(r"^B(?:AND)?[ _]?0*(\d+)([A-Z]?)$")
 _BAND_SUFFIX = re.compile(r"_([A-Za-z0-9]+)\.tiff?$")
-_ALIGN_TOL_PX = 1e-3  # sub-pixel offset below which a window counts as grid-aligned
-
-
-def canonical_band_name(name: str) -> str:
-    """Normalise a band name so ``B1``, ``B01`` and ``band_1`` compare equal (``B8A`` kept)."""
-    upper = name.strip().upper()
-    match = _BAND_NAME.match(upper)
-    return f"B{int(match[1])}{match[2]}" if match else upper
-
-
-def find_rasters(paths: PathLike | Iterable[PathLike]) -> list[Path]:
-    """Expand files and directories (searched recursively) into sorted ``*.tif``/``*.tiff`` files.
-
-    Hand-written rather than ``GeoDataset.files`` because that silently skips missing paths.
-
-    Raises:
-        FileNotFoundError: If a path does not exist or nothing matches.
-    """
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    found: set[Path] = set()
-    for item in map(Path, items):
-        if item.is_dir():
-            found |= {p for p in item.rglob("*") if p.suffix.lower() in (".tif", ".tiff")}
-        elif item.is_file():
-            found.add(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or directory")
-    if not found:
-        raise FileNotFoundError(f"no GeoTIFF (*.tif) files under {[str(p) for p in items]}")
-    return sorted(found)
-
-
-def gsd_metres(crs: CRS, res: tuple[float, float]) -> float:
-    """Ground sampling distance in metres of a grid.
-
-    Degrees convert at the equator of the WGS84 ellipsoid, the convention of exporters such as
-    Earth Engine (a "10 m" EPSG:4326 export has 8.983e-5 degree pixels).
-    """
-    if crs.is_geographic:
-        return float(res[1]) * math.pi / 180.0 * WGS84_SEMI_MAJOR_M
-    return float(res[1]) * float(crs.linear_units_factor[1])
 
 
 @dataclass
@@ -102,15 +66,6 @@ class _Source:
     vrt: dict[str, Any] | None  # WarpedVRT grid (crs/transform/width/height) when warping
     bounds: tuple[float, float, float, float]  # footprint in the dataset CRS
     bad: list[bool]  # per band: flagged bad (bbl=0), so left out of the valid mask
-
-
-@dataclass
-class _Grid:
-    """The output grid of one query."""
-
-    transform: Affine
-    height: int
-    width: int
 
 
 def _intersect_bounds(sources: list[_Source]) -> tuple[float, float, float, float]:
@@ -474,9 +429,9 @@ class SensorRasterDataset(GeoDataset):
         x, y = slice(float(x.start), float(x.stop)), slice(float(y.start), float(y.stop))
         width = max(1, round((x.stop - x.start) / xres))
         height = max(1, round((y.stop - y.start) / yres))
-        grid = _Grid(Affine(xres, 0.0, x.start, 0.0, -yres, y.stop), height, width)
+        grid = Grid(Affine(xres, 0.0, x.start, 0.0, -yres, y.stop), height, width)
         window_bounds = (x.start, y.stop - height * yres, x.start + width * xres, y.stop)
-        hits = _hits(self._item_bounds, window_bounds)
+        hits = overlapping(self._item_bounds, window_bounds)
         if not len(hits):
             raise IndexError(f"query {query} is outside the dataset bounds {self.bounds}")
         image, valid = None, None
@@ -514,10 +469,10 @@ class SensorRasterDataset(GeoDataset):
             sample["image"] = normed.masked_fill(~sample["valid"], 0.0)
         return sample
 
-    def _read_labels(self, grid: _Grid, window_bounds: tuple[float, ...]) -> np.ndarray:
+    def _read_labels(self, grid: Grid, window_bounds: tuple[float, ...]) -> np.ndarray:
         mask = np.full((grid.height, grid.width), self.label_ignore_index, dtype=np.int64)
         covered = np.zeros((grid.height, grid.width), dtype=bool)
-        for item in _hits(self._label_bounds, window_bounds):
+        for item in overlapping(self._label_bounds, window_bounds):
             data, ok = self._read_item(self._labels[item], grid, Resampling.nearest)
             take = ok & ~covered
             mask[take] = data[0, take].astype(np.int64)
@@ -525,7 +480,7 @@ class SensorRasterDataset(GeoDataset):
         return mask
 
     def _read_item(
-        self, sources: list[_Source], grid: _Grid, resampling: Resampling
+        self, sources: list[_Source], grid: Grid, resampling: Resampling
     ) -> tuple[np.ndarray, np.ndarray]:
         """All sources of an item on the grid: data [C,H,W] float32 and valid [H,W]."""
         if len(sources) == 1:  # a stacked file (its bands already in output order) or a label
@@ -539,7 +494,7 @@ class SensorRasterDataset(GeoDataset):
         return data, valid
 
     def _read_source(
-        self, source: _Source, grid: _Grid, resampling: Resampling
+        self, source: _Source, grid: Grid, resampling: Resampling
     ) -> tuple[np.ndarray, np.ndarray]:
         """One file's bands on the grid with one windowed ``read``; data and valid mask."""
         reader = self._reader(source, resampling)
@@ -547,7 +502,7 @@ class SensorRasterDataset(GeoDataset):
         if source.vrt is not None and source.nodata is None:
             indexes.append(reader.count)  # the alpha band added by the WarpedVRT
         n_out = len(source.band_indexes)
-        plan = _window_plan(reader.transform, reader.width, reader.height, grid)
+        plan = window_plan(reader.transform, reader.width, reader.height, grid)
         if plan is None:
             return (
                 np.zeros((n_out, grid.height, grid.width), dtype=np.float32),
@@ -601,51 +556,3 @@ class SensorRasterDataset(GeoDataset):
         data[:, r0:r1, c0:c1] = block
         valid[r0:r1, c0:c1] = ok
         return data, valid
-
-
-def _hits(item_bounds: np.ndarray, bounds: tuple[float, ...]) -> np.ndarray:
-    """Indices of items whose footprint overlaps ``bounds`` (numpy: geopandas .cx is slower)."""
-    xmin, ymin, xmax, ymax = bounds
-    b = item_bounds
-    overlap = (b[:, 0] < xmax) & (b[:, 2] > xmin) & (b[:, 1] < ymax) & (b[:, 3] > ymin)
-    return np.flatnonzero(overlap)
-
-
-def _window_plan(
-    transform: Affine, width: int, height: int, grid: _Grid
-) -> tuple[Window, tuple[int, int, int, int], bool] | None:
-    """Source window for the part of the output grid a file covers.
-
-    Hand-written instead of ``boundless=True`` reads, which go through a VRT and are slower.
-
-    Returns:
-        (source window, output rows/cols (r0, r1, c0, c1) it fills, whether it is pixel-aligned
-        at equal resolution), or None if the file does not cover any output pixel.
-    """
-    out = grid.transform
-    sx, sy = out.a / transform.a, out.e / transform.e  # source pixels per output pixel
-    col0 = (out.c - transform.c) / transform.a
-    row0 = (out.f - transform.f) / transform.e
-    aligned = (
-        abs(sx - 1) < 1e-6
-        and abs(sy - 1) < 1e-6
-        and abs(col0 - round(col0)) < _ALIGN_TOL_PX
-        and abs(row0 - round(row0)) < _ALIGN_TOL_PX
-    )
-    if aligned:
-        col0, row0 = float(round(col0)), float(round(row0))
-    eps = _ALIGN_TOL_PX
-    c0 = max(0, math.ceil((0 - col0) / sx - eps))
-    c1 = min(grid.width, math.floor((width - col0) / sx + eps))
-    r0 = max(0, math.ceil((0 - row0) / sy - eps))
-    r1 = min(grid.height, math.floor((height - row0) / sy + eps))
-    if c1 <= c0 or r1 <= r0:
-        return None
-    if aligned:
-        window = Window(int(col0) + c0, int(row0) + r0, c1 - c0, r1 - r0)
-    else:
-        left, top = max(0.0, col0 + c0 * sx), max(0.0, row0 + r0 * sy)
-        window = Window(
-            left, top, min(width - left, (c1 - c0) * sx), min(height - top, (r1 - r0) * sy)
-        )
-    return window, (r0, r1, c0, c1), aligned
