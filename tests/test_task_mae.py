@@ -124,3 +124,9 @@ def test_checkpoint_carries_model_recipe_and_band_stats_and_resumes(tmp_path: Pa
 def test_mask_ratio_bounds_are_errors(bad: float) -> None:
     with pytest.raises(ValueError):
         MAEPretrainTask(model="smarties_tiny", mask_ratio=bad)
+
+
+def test_bf16_mixed_precision_trains_with_finite_loss(tmp_path: Path) -> None:
+    losses, trainer = _fit(tmp_path, max_epochs=1, precision="bf16-mixed")
+    assert trainer.precision == "bf16-mixed"
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
