@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(
             "usage: rsfm {fit,validate,test,predict} --config CONFIG.yaml [options]\n"
-            "       rsfm data {sensors,synthetic,stats} ...\n\n"
+            "       rsfm data {sensors,synthetic,stats} ...\n"
+            "       rsfm hub {list,show,push,pull,verify} ...\n\n"
             "Train and apply remote-sensing foundation models. `rsfm fit --help` lists every\n"
             "option of a run; `rsfm fit --config C.yaml --print_config` shows the resolved config."
         )
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] == "data":
         return data_main(argv[1:])
+    if argv[0] == "hub":
+        from rsfm.hub.commands import hub_main
+
+        return hub_main(argv[1:])
     print(f"rsfm: unknown command {argv[0]!r}; try `rsfm --help`", file=sys.stderr)
     return 2
 

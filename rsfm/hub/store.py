@@ -1,0 +1,511 @@
+"""Save, push, pull and load pretrained models: safetensors + config.json + card.md.
+
+Loading never unpickles: weights are safetensors, the architecture is rebuilt from
+``config.json`` by :func:`rsfm.models.registry.model_from_config` (``rsfm.`` classes only), and
+every file's sha256 is checked against the hub's ``index.json`` before anything is parsed.
+``torch.load`` appears once, in :func:`push_checkpoint`, on the user's own Lightning checkpoint
+(``weights_only=True`` unless ``trusted=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+import rsfm
+from rsfm.hub.backends import FetchedEntry, Hub, LocalHub, open_hub
+from rsfm.hub.card import DEFAULT_LICENSE, build_metadata, jsonable, parse_card, render_card
+from rsfm.hub.entry import (
+    CARD_NAME,
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    WEIGHTS_NAME,
+    EntryExistsError,
+    EntryNotFoundError,
+    EntryRef,
+    HubError,
+    InvalidNameError,
+    next_version,
+    normalize_version,
+    validate_name,
+    verify_files,
+)
+from rsfm.models.registry import model_config, model_from_config
+
+HubLike = str | os.PathLike[str] | Hub | None
+_CHECKPOINT_PREFIX = "model."  # attribute every rsfm task keeps its network under
+
+
+# ------------------------------------------------------------------------------------ weights
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write a module's weights as safetensors (shared/tied tensors stored once)."""
+    # safetensors' save_model drops duplicate names of shared storage and makes tensors
+    # contiguous; save_file alone refuses tied weights.
+    save_model(model, os.fspath(path), metadata={"format": "pt"})
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], device: str = "cpu") -> None:
+    """Load safetensors weights into ``model`` strictly (tied tensors re-shared).
+
+    Raises:
+        HubError: Naming the file and the missing / unexpected tensors.
+    """
+    try:
+        load_model(model, os.fspath(path), strict=True, device=device)
+    except RuntimeError as err:
+        raise HubError(f"{path}: weights do not fit {type(model).__name__}: {err}") from None
+
+
+def entry_config(model: nn.Module) -> dict[str, Any]:
+    """``config.json`` content: registered name, class path, init args, rsfm/format versions."""
+    return {
+        **model_config(model),
+        "rsfm_version": rsfm.__version__,
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def _n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _write_entry(model: nn.Module, folder: Path, card: Mapping[str, Any], load_ref: str) -> None:
+    """Write ``model.safetensors``, ``config.json`` and ``card.md`` into an existing folder."""
+    config = entry_config(model)
+    metadata = build_metadata(config, card, _n_parameters(model))
+    save_weights(model, folder / WEIGHTS_NAME)
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / CARD_NAME).write_text(render_card(metadata, load_ref), encoding="utf-8")
+
+
+def _unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """The network to save and card fields it brings (a task's stats and hyper-parameters)."""
+    inner = getattr(model, "model", None)
+    if isinstance(getattr(model, "init_args", None), dict) or not isinstance(inner, nn.Module):
+        return model, {}
+    fields: dict[str, Any] = {}
+    if getattr(model, "band_stats", None):
+        fields["normalization"] = model.band_stats
+    if getattr(model, "hparams", None):
+        fields["training"] = {"hyper_parameters": jsonable(dict(model.hparams))}
+    return inner, fields
+
+
+def _component(model: nn.Module, component: str | None) -> nn.Module:
+    if not component:
+        return model
+    try:
+        return model.get_submodule(component)
+    except AttributeError:
+        children = [name for name, _ in model.named_children()]
+        raise HubError(
+            f"{type(model).__name__} has no component {component!r}; its parts: {children}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------- save / push
+def save_pretrained(
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    *,
+    card: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write one entry folder (``model.safetensors``, ``config.json``, ``card.md``) atomically.
+
+    The folder is not indexed: :func:`load` it with ``verify=False``, or :func:`push` the model
+    to a hub to get recorded hashes.
+
+    Args:
+        model: A registered rsfm model (or a submodule recording ``init_args``), or a task.
+        directory: Target folder; written in a sibling temporary folder, then renamed.
+        card: Model-card fields (see :data:`rsfm.hub.card.CARD_FIELDS`).
+        overwrite: Replace an existing non-empty folder.
+
+    Raises:
+        EntryExistsError: If the folder exists, is not empty and ``overwrite`` is False.
+    """
+    target = Path(directory).expanduser()
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise EntryExistsError(f"{target} exists and is not empty; pass overwrite=True")
+    module, fields = _unwrap(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _write_entry(module, staged, {**fields, **(card or {})}, str(target))
+        retired = None
+        if target.exists():
+            retired = target.rename(target.with_name(f".{target.name}.{uuid.uuid4().hex}.old"))
+        os.rename(staged, target)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return target
+
+
+def _staging(backend: Hub) -> Path:
+    if isinstance(backend, LocalHub):
+        return backend.staging_dir()
+    return Path(tempfile.mkdtemp(prefix="rsfm-hub-"))
+
+
+def _new_ref(backend: Hub, name: str, version: str | None) -> EntryRef:
+    validate_name(name)
+    if version is not None:
+        return EntryRef(name, normalize_version(version))
+    return EntryRef(name, next_version(backend.read_index().versions(name)))
+
+
+def push(
+    model_or_checkpoint: nn.Module | str | os.PathLike[str],
+    name: str,
+    version: str | None = None,
+    hub: HubLike = None,
+    card: Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+    component: str | None = None,
+) -> EntryRef:
+    """Push a model (or a Lightning checkpoint / run folder) into a hub as ``name@version``.
+
+    Args:
+        model_or_checkpoint: A registered rsfm model, a task (its ``model`` is pushed with its
+            band statistics), or a path (see :func:`push_checkpoint`).
+        name: Model name (``[A-Za-z0-9][A-Za-z0-9._-]*``).
+        version: Version such as ``1.2``; None = ``1.0`` for a new name, else the latest with
+            its last number increased.
+        hub: Hub path, ``file://`` URL, ``hf://owner/repo`` or None (``$RSFM_HUB`` or
+            ``checkpoints``).
+        card: Model-card fields (see :data:`rsfm.hub.card.CARD_FIELDS`).
+        overwrite: Replace an existing ``name@version``.
+        component: Push only this submodule (e.g. ``encoder``).
+
+    Returns:
+        The exact reference written.
+
+    Raises:
+        InvalidNameError: For unsafe names or versions.
+        EntryExistsError: If ``name@version`` exists and ``overwrite`` is False.
+    """
+    if isinstance(model_or_checkpoint, str | os.PathLike):
+        return push_checkpoint(
+            model_or_checkpoint, name, version, hub, component, card=card, overwrite=overwrite
+        )
+    backend = open_hub(hub)
+    ref = _new_ref(backend, name, version)
+    module, fields = _unwrap(model_or_checkpoint)
+    module = _component(module, component)
+    fields = {**fields, "component": component, **(card or {})}
+    fields.update(name=ref.name, version=ref.version)
+    staged = _staging(backend)
+    try:
+        _write_entry(module, staged, fields, ref.key)
+        return backend.add_entry(staged, ref, overwrite=overwrite)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def resolve_checkpoint(path: str | os.PathLike[str], best: bool = False) -> Path:
+    """The checkpoint file of a path: the file itself, or in a run folder ``last.ckpt``
+    (``best=True``: the best checkpoint recorded by ModelCheckpoint, else the newest).
+
+    Raises:
+        FileNotFoundError: If the path does not exist or holds no ``.ckpt``.
+    """
+    source = Path(path).expanduser()
+    if source.is_file():
+        return source
+    if not source.is_dir():
+        raise FileNotFoundError(f"no checkpoint file or run folder at {source}")
+    found = sorted(source.rglob("*.ckpt"), key=lambda c: (c.stat().st_mtime, str(c)))
+    if not found:
+        raise FileNotFoundError(f"no .ckpt file under {source}")
+    last = [c for c in found if c.name == "last.ckpt"]
+    if last and not best:
+        return last[-1]
+    newest = (last or found)[-1]
+    try:
+        state = torch.load(newest, map_location="cpu", weights_only=True).get("callbacks", {})
+    except Exception:  # unreadable here: fall back to the newest file
+        return newest
+    recorded = [Path(s.get("best_model_path") or "").name for s in state.values()]
+    return next((c for c in found if c.name in recorded and c.name), newest)
+
+
+def _read_checkpoint(path: Path, trusted: bool) -> dict[str, Any]:
+    try:
+        # The only torch.load of the hub: the user's own checkpoint, restricted to plain data
+        # and tensors unless the user vouches for it.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as err:
+        raise HubError(
+            f"{path}: torch.load(weights_only=True) refuses an object in this checkpoint "
+            f"({str(err).splitlines()[0]}); if you wrote it yourself, pass trusted=True "
+            "(rsfm hub push --trust-checkpoint)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise HubError(f"{path}: unreadable or truncated checkpoint: {err}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise HubError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    if "rsfm_model_config" not in checkpoint:
+        raise HubError(
+            f"{path} has no 'rsfm_model_config': not written by an rsfm task, so its "
+            "architecture is unknown"
+        )
+    return checkpoint
+
+
+def _model_state(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module, prefix: str | None, path: Path
+) -> dict[str, torch.Tensor]:
+    """The model's tensors of a task's state dict, with the task's attribute prefix stripped."""
+    expected = list(model.state_dict())
+    if prefix is not None:
+        candidates = [prefix]
+    else:  # "model." first, then any prefix under which the model's first tensor appears
+        probe = expected[0]
+        found = {k[: -len(probe)] for k in state_dict if k.endswith(probe)}
+        candidates = [_CHECKPOINT_PREFIX] + sorted(found - {_CHECKPOINT_PREFIX}, key=len)
+    for candidate in candidates:
+        if all(candidate + key in state_dict for key in expected):
+            return {key: state_dict[candidate + key] for key in expected}
+    missing = [k for k in expected if _CHECKPOINT_PREFIX + k not in state_dict][:5]
+    raise HubError(
+        f"{path}: the state_dict does not hold the weights of {type(model).__name__} under "
+        f"prefix(es) {candidates}; e.g. missing {missing}"
+    )
+
+
+def _checkpoint_metrics(checkpoint: Mapping[str, Any]) -> dict[str, float]:
+    """``{monitor: best score}`` of the checkpoint's ModelCheckpoint callbacks."""
+    metrics = {}
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if (
+            isinstance(state, dict)
+            and state.get("monitor")
+            and state.get("best_model_score") is not None
+        ):
+            metrics[str(state["monitor"])] = float(state["best_model_score"])
+    return metrics
+
+
+def push_checkpoint(
+    ckpt_path: str | os.PathLike[str],
+    name: str,
+    version: str | None = None,
+    hub: HubLike = None,
+    component: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    license: str = DEFAULT_LICENSE,
+    *,
+    card: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    best: bool = False,
+    prefix: str | None = None,
+    trusted: bool = False,
+) -> EntryRef:
+    """Push the network of an rsfm task's Lightning checkpoint (optimiser state is dropped).
+
+    The architecture comes from the checkpoint's ``rsfm_model_config``, the weights from its
+    ``state_dict`` (task prefix such as ``model.`` stripped), the normalisation from
+    ``rsfm_band_stats``, the training config from ``hyper_parameters``.
+
+    Args:
+        ckpt_path: A ``.ckpt`` file or a run folder (see :func:`resolve_checkpoint`).
+        name: Model name.
+        version: Version; None = next version (see :func:`push`).
+        hub: Target hub (see :func:`push`).
+        component: Push only this submodule, e.g. ``encoder`` of an MAE.
+        metrics: Metrics for the card; None = the best score of ModelCheckpoint, if monitored.
+        license: License identifier for the card.
+        card: Further card fields (override the derived ones).
+        overwrite: Replace an existing ``name@version``.
+        best: For a run folder, take the best checkpoint instead of ``last.ckpt``.
+        prefix: State-dict prefix of the network (None = ``model.`` or detected).
+        trusted: Let ``torch.load`` unpickle arbitrary objects (only for your own files).
+
+    Raises:
+        HubError: If the checkpoint is unreadable, not from an rsfm task, or lacks weights.
+    """
+    path = resolve_checkpoint(ckpt_path, best=best)
+    checkpoint = _read_checkpoint(path, trusted)
+    model = model_from_config(checkpoint["rsfm_model_config"])
+    try:
+        model.load_state_dict(_model_state(checkpoint["state_dict"], model, prefix, path))
+    except RuntimeError as err:  # shapes that contradict rsfm_model_config
+        raise HubError(f"{path}: weights do not fit its rsfm_model_config: {err}") from None
+    training = {
+        "hyper_parameters": checkpoint.get("hyper_parameters") or {},
+        "datamodule_hyper_parameters": checkpoint.get("datamodule_hyper_parameters") or {},
+        "global_step": checkpoint.get("global_step"),
+        "epoch": checkpoint.get("epoch"),
+        "lightning_version": checkpoint.get("pytorch-lightning_version"),
+        "checkpoint": path.name,
+    }
+    fields = {
+        "normalization": checkpoint.get("rsfm_band_stats") or {},
+        "metrics": dict(metrics) if metrics is not None else _checkpoint_metrics(checkpoint),
+        "license": license,
+        "training": jsonable({k: v for k, v in training.items() if v not in (None, {})}),
+        **(card or {}),
+    }
+    del checkpoint  # optimiser and scheduler states are never written
+    return push(model, name, version, hub, fields, overwrite=overwrite, component=component)
+
+
+# --------------------------------------------------------------------------------- pull / load
+def pull(
+    name: str, source_hub: HubLike, dest_hub: HubLike = None, *, overwrite: bool = False
+) -> EntryRef:
+    """Copy ``name[@version]`` from one hub into another, verifying hashes on both sides.
+
+    An identical entry already in the destination is left as is.
+
+    Raises:
+        EntryExistsError: If the destination has different files under that name@version.
+        IntegrityError: If the source files do not match the source index.
+    """
+    source = open_hub(source_hub).fetch(EntryRef.parse(name))
+    dest = open_hub(dest_hub)
+    existing = dest.read_index().entries.get(source.ref.key)
+    if existing is not None and existing["files"] == source.record["files"]:
+        return source.ref
+    if existing is not None and not overwrite:
+        raise EntryExistsError(
+            f"{source.ref.key} exists in {dest.location} with other files; pass overwrite=True"
+        )
+    staged = _staging(dest)
+    try:
+        for file_name in source.record["files"]:
+            shutil.copyfile(source.path / file_name, staged / file_name)
+        verify_files(staged, source.record, source.ref.key)
+        return dest.add_entry(staged, source.ref, overwrite, created=source.record["created"])
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _looks_like_path(name_or_path: str | os.PathLike[str]) -> bool:
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    return any(sep in name_or_path for sep in ("/", os.sep)) or name_or_path.startswith(("~", "."))
+
+
+def _locate(name_or_path: str | os.PathLike[str], hub: HubLike, verify: bool) -> Path:
+    """Local folder of a verified entry (or of an unindexed folder, when ``verify=False``)."""
+    if not _looks_like_path(name_or_path):
+        return open_hub(hub).fetch(EntryRef.parse(name_or_path)).path
+    folder = Path(name_or_path).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder at {folder}")
+    if not verify:
+        return folder
+    hint = (
+        f"{folder} is not an entry listed in {folder.parent / 'index.json'}; push it to a hub, "
+        "or pass verify=False to load an unindexed folder (e.g. from save_pretrained)"
+    )
+    try:
+        ref = EntryRef.parse(folder.name)
+    except InvalidNameError:
+        raise EntryNotFoundError(hint) from None
+    if ref.version is None:
+        raise EntryNotFoundError(hint)
+    try:
+        return LocalHub(folder.parent).fetch(ref).path
+    except EntryNotFoundError:
+        raise EntryNotFoundError(hint) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HubError(f"{path} is missing") from None
+
+
+def load(
+    name_or_path: str | os.PathLike[str],
+    hub: HubLike = None,
+    *,
+    verify: bool = True,
+    device: str = "cpu",
+) -> nn.Module:
+    """Rebuild a pushed model in eval mode, its card attached as ``model.rsfm_card``.
+
+    Args:
+        name_or_path: ``name``, ``name@version`` (resolved in ``hub``), or an entry folder path
+            (verified against the ``index.json`` of its parent folder).
+        hub: Hub for names (see :func:`push`).
+        verify: Check sha256 against the index first (only a path may skip it).
+        device: Device the weights are loaded onto.
+
+    Raises:
+        EntryNotFoundError: If the entry is not in the index.
+        IntegrityError: Naming the file whose hash differs.
+    """
+    folder = _locate(name_or_path, hub, verify)
+    try:
+        config = json.loads(_read_text(folder / CONFIG_NAME))
+    except ValueError as err:
+        raise HubError(f"{folder / CONFIG_NAME}: invalid JSON: {err}") from None
+    if int(config.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
+        raise HubError(
+            f"{folder / CONFIG_NAME} has format {config['format_version']}; this rsfm reads up "
+            f"to {FORMAT_VERSION}: upgrade rsfm"
+        )
+    card = parse_card(_read_text(folder / CARD_NAME), str(folder / CARD_NAME))
+    model = model_from_config(config)
+    load_weights(model, folder / WEIGHTS_NAME, device=device)
+    model.rsfm_card = card
+    return model.eval()
+
+
+def describe(name: str, hub: HubLike = None) -> tuple[FetchedEntry, dict[str, Any]]:
+    """The verified entry (reference, folder, index record) and its parsed card."""
+    entry = open_hub(hub).fetch(EntryRef.parse(name))
+    return entry, parse_card(_read_text(entry.path / CARD_NAME), str(entry.path / CARD_NAME))
+
+
+def load_card(name: str | os.PathLike[str], hub: HubLike = None) -> dict[str, Any]:
+    """The parsed card front matter of ``name[@version]`` or an entry folder (hash-verified)."""
+    folder = _locate(name, hub, verify=True)
+    return parse_card(_read_text(folder / CARD_NAME), str(folder / CARD_NAME))
+
+
+def verify(name: str, hub: HubLike = None) -> FetchedEntry:
+    """Check every file of ``name[@version]`` against the index (raises on any mismatch)."""
+    return open_hub(hub).fetch(EntryRef.parse(name))
+
+
+def list_models(hub: HubLike = None) -> list[dict[str, Any]]:
+    """Entries of a hub, by name then semantic version.
+
+    Returns:
+        Dicts with ``name``, ``version``, ``latest`` (bool), ``created``, ``size`` (bytes).
+    """
+    index = open_hub(hub).read_index()
+    rows = []
+    for model_name in sorted(index.latest):
+        for version in index.versions(model_name):
+            record = index.entries[f"{model_name}@{version}"]
+            rows.append(
+                {
+                    "name": model_name,
+                    "version": version,
+                    "latest": index.latest[model_name] == version,
+                    "created": record.get("created"),
+                    "size": record.get("size"),
+                }
+            )
+    return rows
