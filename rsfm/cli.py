@@ -24,7 +24,11 @@ def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: AN
     from lightning.pytorch.cli import LightningCLI
 
     import rsfm.data.datamodule  # noqa: F401  (registers class paths for shorthand resolution)
+    import rsfm.data.labelled  # noqa: F401
+    import rsfm.tasks.classification  # noqa: F401
     import rsfm.tasks.mae  # noqa: F401
+    import rsfm.tasks.regression  # noqa: F401
+    import rsfm.tasks.segmentation  # noqa: F401
 
     return LightningCLI(
         pl.LightningModule,
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "usage: rsfm {fit,validate,test,predict} --config CONFIG.yaml [options]\n"
             "       rsfm data {sensors,synthetic,stats} ...\n"
-            "       rsfm hub {list,show,push,pull,verify} ...\n\n"
+            "       rsfm hub {list,show,push,pull,verify} ...\n"
+            "       rsfm tile MODEL INPUT.tif OUTPUT.tif [options]\n\n"
             "Train and apply remote-sensing foundation models. `rsfm fit --help` lists every\n"
             "option of a run; `rsfm fit --config C.yaml --print_config` shows the resolved config."
         )
@@ -106,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] == "data":
         return data_main(argv[1:])
+    if argv[0] == "tile":
+        from rsfm.inference.command import tile_main
+
+        return tile_main(argv[1:])
     if argv[0] == "hub":
         from rsfm.hub.commands import hub_main
 

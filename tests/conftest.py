@@ -11,7 +11,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "tests" / "conf"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread: on 2 busy cores, more threads oversubscribe (UPerNet steps ran 80x
+# slower with two threads while DataLoader workers and other tests shared the cores).
+torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path | None:

@@ -57,7 +57,7 @@ class PairSource:
     second: RasterSource
 
 
-def _expand(paths: list[str]) -> list[Path]:
+def expand_paths(paths: list[str]) -> list[Path]:
     """Files, directories and glob patterns → sorted GeoTIFF paths."""
     items: list[str] = []
     for entry in paths:
@@ -66,7 +66,7 @@ def _expand(paths: list[str]) -> list[Path]:
     return find_rasters(items)
 
 
-def _by_crs(files: list[Path]) -> list[list[Path]]:
+def files_by_crs(files: list[Path]) -> list[list[Path]]:
     """Group files by CRS so each dataset reads natively (no reprojection across UTM zones)."""
     groups: dict[str, list[Path]] = defaultdict(list)
     for f in files:
@@ -75,9 +75,9 @@ def _by_crs(files: list[Path]) -> list[list[Path]]:
     return list(groups.values())
 
 
-def _split(files: list[Path], val_paths: list[str]) -> tuple[list[Path], list[Path]]:
+def split_files(files: list[Path], val_paths: list[str]) -> tuple[list[Path], list[Path]]:
     if val_paths:
-        return files, _expand(val_paths)
+        return files, expand_paths(val_paths)
     if len(files) == 1:
         return files, files
     val = files[4::5] or files[-1:]
@@ -184,7 +184,7 @@ class GeoDataModule(pl.LightningDataModule):
                 normalization=stats,
                 skip_empty=self.skip_empty,
             )
-            for group in _by_crs(files)
+            for group in files_by_crs(files)
         ]
 
     def _stats_for(self, source: RasterSource, train_files: list[Path]) -> None:
@@ -197,7 +197,7 @@ class GeoDataModule(pl.LightningDataModule):
             self.band_stats[key] = BandStats.load(path)
             return
         raw = SensorRasterDataset(
-            [str(f) for f in _by_crs(train_files)[0]],
+            [str(f) for f in files_by_crs(train_files)[0]],
             sensor=source.sensor,
             bands=source.bands,
             skip_empty=True,
@@ -217,7 +217,7 @@ class GeoDataModule(pl.LightningDataModule):
         train: dict[str, list[Dataset]] = defaultdict(list)
         val: dict[str, list[Dataset]] = defaultdict(list)
         for k, source in enumerate(singles):
-            train_files, val_files = _split(_expand(source.paths), source.val_paths)
+            train_files, val_files = split_files(expand_paths(source.paths), source.val_paths)
             self._stats_for(source, train_files)
             for d in self._datasets(source, train_files):
                 train["single"].append(
@@ -236,8 +236,12 @@ class GeoDataModule(pl.LightningDataModule):
                     )
                 )
         for k, pair in enumerate(pairs):
-            first_train, first_val = _split(_expand(pair.first.paths), pair.first.val_paths)
-            second_train, second_val = _split(_expand(pair.second.paths), pair.second.val_paths)
+            first_train, first_val = split_files(
+                expand_paths(pair.first.paths), pair.first.val_paths
+            )
+            second_train, second_val = split_files(
+                expand_paths(pair.second.paths), pair.second.val_paths
+            )
             self._stats_for(pair.first, first_train)
             self._stats_for(pair.second, second_train)
             for files_a, files_b, split in (

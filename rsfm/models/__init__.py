@@ -4,6 +4,7 @@ Importing this package registers every variant; build one with
 ``create_model("smarties_tiny")`` and describe it with ``model_config(model)``.
 """
 
+from rsfm.models.finetune import FineTuneModel
 from rsfm.models.registry import (
     create_model,
     is_model,
@@ -25,6 +26,7 @@ from rsfm.models.spectral import (
 
 __all__ = [
     "DEFAULT_SPECTRAL_RANGES",
+    "FineTuneModel",
     "SmartiesEncoder",
     "SmartiesMAE",
     "SpectralPatchEmbed",

@@ -1,0 +1,612 @@
+"""Labelled windows for fine-tuning: segmentation, (multi-label) classification, regression.
+
+One ``LabelledGeoDataModule`` serves every fine-tuning task from GeoTIFF images plus labels:
+
+- ``segmentation``: per-pixel class ids from label rasters -> sample ``mask`` int64 [H, W]
+  (``-1`` = unlabelled, nodata, ignored value or invalid image pixel).
+- ``classification``: the window's majority class of its labelled pixels -> ``label`` int64.
+- ``multilabel``: every class covering more than ``multilabel_threshold`` of the labelled pixels
+  -> ``label`` float32 [K] (multi-hot); or image-level labels from a GeoTIFF tag (BigEarthNet
+  files written by ``datasets/bigearthnet/prepare.py`` carry ``LABELS``) or a JSON table.
+- ``regression``: a continuous target raster read on the window's grid -> ``target`` float32
+  [H, W] (NaN = unknown).
+
+Without images it uses the embedded synthetic world: Sentinel-2 windows with the 10 m land-cover
+labels, and for regression the *fractional vegetation cover* of every 10 m pixel (the share of
+the pixel's area covered by forest, grassland or cropland, computed exactly from the scene's 2 m
+land-cover map) written once as ``scene_*/vegetation_fraction.tif`` beside the world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from rsfm.data.collate import collate_samples
+from rsfm.data.datamodule import expand_paths, files_by_crs, split_files
+from rsfm.data.normalization import BandStats, compute_band_stats
+from rsfm.data.raster import SensorRasterDataset
+from rsfm.data.spectra import VEGETATION_CLASSES, class_mode_features
+from rsfm.data.synthetic import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    SyntheticWorldConfig,
+    default_cache_root,
+    ensure_synthetic_world,
+    generate_scene,
+    load_manifest,
+    scene_files,
+    write_geotiff,
+)
+from rsfm.data.windows import GridWindows, RandomWindows
+
+log = logging.getLogger(__name__)
+
+TASKS = ("segmentation", "classification", "multilabel", "regression")
+IGNORE_INDEX = -1
+VEGETATION_FRACTION_FILE = "vegetation_fraction.tif"
+
+
+# ----------------------------------------------------------------------------- derived targets
+def vegetation_fraction_rasters(root: str | Path, gsd_m: float | None = None) -> list[Path]:
+    """Fractional vegetation cover rasters of a synthetic world, one per scene (made once).
+
+    Each pixel holds the fraction (0..1) of its area that the scene's fine land-cover map marks
+    as forest, grassland or cropland: the sub-pixel vegetation cover a sensor pixel integrates.
+    Scenes are regenerated from the world's manifest (generation is deterministic), so the
+    values are exact area fractions rather than smoothed labels.
+
+    Args:
+        root: A synthetic world directory (``ensure_synthetic_world``).
+        gsd_m: Pixel size (default: the world's label grid, 10 m).
+
+    Returns:
+        ``<root>/scene_*/vegetation_fraction.tif`` paths in scene order (float32, nodata NaN).
+    """
+    root = Path(root)
+    manifest = load_manifest(root)
+    config = SyntheticWorldConfig(**manifest["config"])
+    if config.config_hash() != manifest["config_hash"]:
+        raise ValueError(f"{root}: manifest config does not reproduce the world's hash")
+    gsd = float(gsd_m or config.labels_gsd_m)
+    paths = []
+    for index, entry in enumerate(manifest["scenes"]):
+        path = root / entry["name"] / VEGETATION_FRACTION_FILE
+        paths.append(path)
+        if path.is_file():
+            continue
+        scene = generate_scene(config, index)
+        factor = scene.factor(gsd)
+        fractions = class_mode_features(scene.labels, scene.fields, factor)[:, :NUM_CLASSES]
+        size = scene.labels.shape[0] // factor
+        cover = fractions[:, list(VEGETATION_CLASSES)].sum(axis=1).reshape(1, size, size)
+        tags = {
+            "RSFM_SCENE": scene.name,
+            "QUANTITY": "fractional vegetation cover (forest + grassland + cropland area share)",
+            "UNITS": "fraction 0..1",
+        }
+        handle, temporary = tempfile.mkstemp(suffix=".tif", dir=path.parent)
+        os.close(handle)
+        try:
+            band_tags = [{"description": "vegetation_fraction"}]
+            write_geotiff(
+                Path(temporary), cover.astype(np.float32), scene, gsd, float("nan"), band_tags, tags
+            )
+            os.replace(temporary, path)  # atomic: readers never see a half-written file
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    return paths
+
+
+class TargetRasters:
+    """Continuous target rasters read on any sample grid (reprojected, bilinear, NaN outside).
+
+    Each read warps the files that overlap the window onto the sample's exact grid with a
+    rasterio ``WarpedVRT``; the first file covering a pixel wins.
+
+    Args:
+        paths: Target GeoTIFFs (band ``band`` is read).
+        band: 1-based band number.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], band: int = 1) -> None:
+        self.paths = [str(p) for p in paths]
+        self.band = band
+        self._footprints: dict[str, list[tuple[float, float, float, float]]] = {}
+
+    def _footprints_in(self, crs: CRS) -> list[tuple[float, float, float, float]]:
+        key = crs.to_string()
+        if key not in self._footprints:
+            boxes = []
+            for path in self.paths:
+                with rasterio.open(path) as src:
+                    boxes.append(tuple(transform_bounds(src.crs, crs, *src.bounds)))
+            self._footprints[key] = boxes
+        return self._footprints[key]
+
+    def read(self, crs: CRS, transform: Affine, height: int, width: int) -> np.ndarray:
+        """The target on a grid: float32 [height, width], NaN where no file has data."""
+        out = np.full((height, width), np.nan, dtype=np.float32)
+        left, top = transform.c, transform.f
+        right, bottom = left + width * transform.a, top + height * transform.e
+        for path, (x0, y0, x1, y1) in zip(self.paths, self._footprints_in(crs), strict=True):
+            if x0 >= right or x1 <= left or y0 >= top or y1 <= bottom:
+                continue
+            with rasterio.open(path) as src:
+                vrt_args: dict[str, Any] = {"add_alpha": True} if src.nodata is None else {}
+                with WarpedVRT(
+                    src,
+                    crs=crs,
+                    transform=transform,
+                    width=width,
+                    height=height,
+                    resampling=Resampling.bilinear,
+                    **vrt_args,
+                ) as vrt:
+                    data = vrt.read(self.band, out_dtype="float32")
+                    covered = vrt.read_masks(self.band) > 0
+            take = covered & np.isnan(out) & np.isfinite(data)
+            out[take] = data[take]
+            if not np.isnan(out).any():
+                break
+        return out
+
+
+# ----------------------------------------------------------------------------- labelling
+@dataclass
+class LabelSpec:
+    """How raw label values become training labels.
+
+    Attributes:
+        task: One of ``TASKS``.
+        num_classes: Number of classes K (classification tasks).
+        ignore_values: Raw label values treated as unlabelled.
+        label_offset: Subtracted from raw labels (e.g. 1 when classes are stored as 1..K).
+        multilabel_threshold: Share of labelled pixels a class must exceed to be present.
+        min_labelled_fraction: Windows with fewer labelled pixels are skipped (classification).
+    """
+
+    task: str
+    num_classes: int
+    ignore_values: list[int] = field(default_factory=list)
+    label_offset: int = 0
+    multilabel_threshold: float = 0.05
+    min_labelled_fraction: float = 0.25
+
+    def class_ids(self, raw: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Raw label window -> class ids 0..K-1, ``IGNORE_INDEX`` elsewhere (int64 [H, W])."""
+        ignore = (raw == IGNORE_INDEX) | ~valid
+        if self.ignore_values:
+            ignore |= torch.isin(raw, torch.as_tensor(self.ignore_values, dtype=raw.dtype))
+        ids = raw - self.label_offset
+        ignore |= (ids < 0) | (ids >= self.num_classes)
+        return ids.masked_fill(ignore, IGNORE_INDEX)
+
+    def window_label(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """Majority class (int64) or multi-hot presence (float32 [K]); None if too unlabelled."""
+        labelled = ids[ids >= 0]
+        if labelled.numel() < self.min_labelled_fraction * ids.numel() or labelled.numel() == 0:
+            return None
+        counts = torch.bincount(labelled, minlength=self.num_classes).to(torch.float32)
+        if self.task == "classification":
+            return counts.argmax()  # ties go to the lower class id
+        return (counts / labelled.numel() > self.multilabel_threshold).to(torch.float32)
+
+
+class ImageLabels:
+    """Image-level labels (one set per file), looked up from a window's location.
+
+    Args:
+        files: Image files.
+        crs: The dataset CRS the windows are in.
+        labels: Per file, the multi-hot (float32 [K]) or class id (int64) label.
+    """
+
+    def __init__(self, files: Sequence[str | Path], crs: CRS, labels: list[torch.Tensor]) -> None:
+        self.labels = labels
+        self.boxes = []
+        for path in files:
+            with rasterio.open(path) as src:
+                self.boxes.append(transform_bounds(src.crs, crs, *src.bounds))
+
+    def lookup(self, bounds: Sequence[float]) -> torch.Tensor:
+        """Label of the file containing the window's centre."""
+        cx, cy = 0.5 * (bounds[0] + bounds[2]), 0.5 * (bounds[1] + bounds[3])
+        for (x0, y0, x1, y1), label in zip(self.boxes, self.labels, strict=True):
+            if x0 <= cx <= x1 and y0 <= cy <= y1:
+                return label.clone()
+        raise IndexError(f"no labelled image contains the window {tuple(bounds)}")
+
+
+class LabelledWindows(Dataset):
+    """Windows of an image dataset, turned into labelled samples for one task.
+
+    Args:
+        windows: ``RandomWindows`` / ``GridWindows`` over a ``SensorRasterDataset``.
+        spec: Label rules.
+        targets: Target rasters (regression).
+        image_labels: Image-level labels (classification from a tag or a table).
+    """
+
+    def __init__(
+        self,
+        windows: Dataset,
+        spec: LabelSpec,
+        targets: TargetRasters | None = None,
+        image_labels: ImageLabels | None = None,
+    ) -> None:
+        self.windows = windows
+        self.spec = spec
+        self.targets = targets
+        self.image_labels = image_labels
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        sample = self.windows[index]
+        if sample is None:  # an all-nodata window (counted by the collate function)
+            return None
+        valid = sample["valid"]
+        if self.spec.task == "regression":
+            _, height, width = sample["image"].shape
+            target = self.targets.read(sample["crs"], sample["transform"], height, width)
+            target = torch.from_numpy(target).masked_fill(~valid, float("nan"))
+            sample["target"] = target
+            return sample
+        if self.image_labels is not None:
+            sample["label"] = self.image_labels.lookup(sample["bounds"])
+            return sample
+        ids = self.spec.class_ids(sample["mask"], valid)
+        if self.spec.task == "segmentation":
+            sample["mask"] = ids
+            return sample
+        label = self.spec.window_label(ids)
+        if label is None:
+            return None
+        sample["mask"] = ids
+        sample["label"] = label
+        return sample
+
+
+def _file_labels(
+    files: Sequence[Path],
+    class_names: Sequence[str],
+    task: str,
+    label_tag: str | None,
+    table: dict[str, Any] | None,
+) -> list[torch.Tensor]:
+    """Per-file labels from a GeoTIFF tag (JSON list of names) or a ``{stem: names}`` table."""
+    lookup = {name: i for i, name in enumerate(class_names)}
+    labels = []
+    for path in files:
+        if label_tag is not None:
+            with rasterio.open(path) as src:
+                text = src.tags().get(label_tag)
+            if text is None:
+                raise ValueError(f"{path}: has no {label_tag!r} tag holding its labels")
+            names = json.loads(text)
+        else:
+            key = next((k for k in table if path.stem == k or path.stem.startswith(f"{k}_")), None)
+            if key is None:
+                raise ValueError(f"{path}: no entry for {path.stem!r} in the label table")
+            entry = table[key]
+            names = entry["labels"] if isinstance(entry, dict) else entry
+        names = [names] if isinstance(names, str | int) else list(names)
+        unknown = [n for n in names if n not in lookup and not isinstance(n, int)]
+        if unknown:
+            raise ValueError(f"{path}: labels {unknown} are not in class_names {class_names}")
+        ids = [n if isinstance(n, int) else lookup[n] for n in names]
+        if task == "classification":
+            labels.append(torch.tensor(ids[0], dtype=torch.int64))
+        else:
+            hot = torch.zeros(len(class_names), dtype=torch.float32)
+            hot[ids] = 1.0
+            labels.append(hot)
+    return labels
+
+
+# ----------------------------------------------------------------------------- datamodule
+class LabelledGeoDataModule(pl.LightningDataModule):
+    """Labelled GeoTIFF windows for fine-tuning (the synthetic world by default).
+
+    Args:
+        task: ``segmentation``, ``classification``, ``multilabel`` or ``regression``.
+        images: Image files, directories or globs (None: the synthetic world).
+        labels: Label rasters (class ids) or, for regression, target rasters.
+        val_images: Validation images; when empty, every fifth file (or the one file) is held out.
+        val_labels: Validation label rasters (default: ``labels``; they are matched by location).
+        sensor: Registered sensor of the images (None: wavelengths from the file tags).
+        bands: Band subset, in this order.
+        class_names: Class names (default: ``class_0..``; the synthetic world's 7 classes).
+        num_classes: Number of classes K (default: ``len(class_names)``).
+        ignore_values: Raw label values meaning "unlabelled".
+        label_offset: Subtracted from raw labels (1 for labels stored as 1..K).
+        multilabel_threshold: Area share above which a class is present in a window.
+        min_labelled_fraction: Skip classification windows with fewer labelled pixels.
+        label_tag: Image-level labels from this GeoTIFF tag (JSON list of class names).
+        label_table: Image-level labels from a JSON file ``{file stem: [names] | {"labels": ..}}``.
+        synthetic: Synthetic-world settings (when no images are given).
+        synthetic_sensor: Sensor of the synthetic images.
+        patch_size: Window side in pixels.
+        batch_size: Samples per batch.
+        num_workers: DataLoader worker processes.
+        samples_per_epoch: Random training windows per epoch.
+        val_samples: Validation windows (a fixed grid, evenly thinned).
+        val_stride: Step of the validation grid in pixels (default: ``patch_size``).
+        normalize: Apply per-band statistics (computed, or taken from the pretrained model).
+        stats_samples: Windows used to compute statistics.
+        nonfinite: NaN/inf pixels that are not nodata: ``mask`` them or raise (``error``).
+        seed: Seed of the window sampling.
+    """
+
+    def __init__(
+        self,
+        task: str = "segmentation",
+        images: list[str] | None = None,
+        labels: list[str] | None = None,
+        val_images: list[str] | None = None,
+        val_labels: list[str] | None = None,
+        sensor: str | None = None,
+        bands: list[str] | None = None,
+        class_names: list[str] | None = None,
+        num_classes: int | None = None,
+        ignore_values: list[int] | None = None,
+        label_offset: int = 0,
+        multilabel_threshold: float = 0.05,
+        min_labelled_fraction: float = 0.25,
+        label_tag: str | None = None,
+        label_table: str | None = None,
+        synthetic: SyntheticWorldConfig | None = None,
+        synthetic_sensor: str = "sentinel2_l1c",
+        patch_size: int = 32,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        samples_per_epoch: int = 256,
+        val_samples: int = 64,
+        val_stride: int | None = None,
+        normalize: bool = True,
+        stats_samples: int = 64,
+        nonfinite: str = "mask",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if label_tag and label_table:
+            raise ValueError("give label_tag or label_table, not both")
+        if (label_tag or label_table) and task not in ("classification", "multilabel"):
+            raise ValueError(
+                "image-level labels (label_tag/label_table) need a classification task"
+            )
+        if images and not (labels or label_tag or label_table):
+            raise ValueError("images need labels (rasters), label_tag or label_table")
+        self.task = task
+        self.images = list(images or [])
+        self.labels = list(labels or [])
+        self.val_images = list(val_images or [])
+        self.val_labels = list(val_labels or [])
+        self.sensor = sensor
+        self.bands = bands
+        if task == "regression":
+            class_names, num_classes = [], 0
+        elif class_names is None and not self.images:
+            class_names = list(CLASS_NAMES)
+        elif class_names is None and num_classes is None:
+            raise ValueError("give class_names or num_classes for your labels")
+        self.num_classes = int(len(class_names) if num_classes is None else num_classes)
+        self.class_names = list(class_names or [f"class_{i}" for i in range(self.num_classes)])
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for {self.num_classes} classes")
+        self.spec = LabelSpec(
+            task,
+            self.num_classes,
+            list(ignore_values or []),
+            label_offset,
+            multilabel_threshold,
+            min_labelled_fraction,
+        )
+        self.label_tag = label_tag
+        self.label_table = label_table
+        self.synthetic = synthetic
+        self.synthetic_sensor = synthetic_sensor
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.samples_per_epoch = samples_per_epoch
+        self.val_samples = val_samples
+        self.val_stride = val_stride
+        self.normalize = normalize
+        self.stats_samples = stats_samples
+        self.nonfinite = nonfinite
+        self.seed = seed
+        self.band_stats: dict[str, BandStats] = {}
+        self.data_root: Path | None = None
+        self._datasets: list[SensorRasterDataset] = []
+        self._train: Dataset | None = None
+        self._val: Dataset | None = None
+
+    # -- sources -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate the synthetic world (and derived targets) once, when no images are given."""
+        if not self.images:
+            root = ensure_synthetic_world(config=self.synthetic or SyntheticWorldConfig())
+            if self.task == "regression":
+                vegetation_fraction_rasters(root)
+
+    def _sources(self) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
+        """(train images, train labels, val images, val labels)."""
+        if self.images:
+            train, val = split_files(expand_paths(self.images), self.val_images)
+            labels = expand_paths(self.labels) if self.labels else []
+            val_labels = expand_paths(self.val_labels) if self.val_labels else labels
+            return train, labels, val, val_labels
+        root = ensure_synthetic_world(config=self.synthetic or SyntheticWorldConfig())
+        self.data_root = root
+        self.sensor = self.sensor or self.synthetic_sensor
+        images = scene_files(root, self.synthetic_sensor)
+        if self.task == "regression":
+            labels = vegetation_fraction_rasters(root)
+        else:
+            labels = scene_files(root, "labels")
+        return images[:-1], labels[:-1], images[-1:], labels[-1:]
+
+    @property
+    def stats_key(self) -> str:
+        """Name the statistics of these images are stored under (sensor or first file stem)."""
+        return self.sensor or Path(expand_paths(self.images)[0]).stem
+
+    def _compute_stats(self, train_files: list[Path]) -> None:
+        key = self.stats_key
+        if not self.normalize or key in self.band_stats:
+            return
+        if self.data_root is not None:  # the synthetic world: shared with GeoDataModule
+            path = self.data_root / f"band_stats_{key}.json"
+        else:  # never write into users' data folders: a cache entry keyed by the files
+            files = json.dumps([[str(f.resolve()) for f in train_files], self.bands])
+            digest = hashlib.sha256(files.encode()).hexdigest()[:16]
+            path = default_cache_root().parent / "band_stats" / f"{key}-{digest}.json"
+        if path.exists():
+            self.band_stats[key] = BandStats.load(path)
+            return
+        raw = SensorRasterDataset(
+            [str(f) for f in files_by_crs(train_files)[0]],
+            sensor=self.sensor,
+            bands=self.bands,
+            skip_empty=True,
+            nonfinite=self.nonfinite,
+        )
+        stats = compute_band_stats(
+            raw, n_samples=self.stats_samples, patch_size=self.patch_size, seed=self.seed
+        )
+        try:
+            stats.save(path)
+        except OSError as err:  # read-only data directory: keep the statistics in memory
+            log.warning("could not save band statistics to %s: %s", path, err)
+        self.band_stats[key] = stats
+
+    def _windows(
+        self, images: list[Path], labels: list[Path], train: bool
+    ) -> list[LabelledWindows]:
+        table = json.loads(Path(self.label_table).read_text()) if self.label_table else None
+        image_level = self.label_tag is not None or table is not None
+        groups = files_by_crs(images)
+        out = []
+        for k, group in enumerate(groups):
+            dataset = SensorRasterDataset(
+                [str(f) for f in group],
+                sensor=self.sensor,
+                bands=self.bands,
+                label_paths=_same_crs(labels, group[0]) if self._label_rasters() else None,
+                normalization=self.band_stats.get(self.stats_key) if self.normalize else None,
+                skip_empty=True,
+                nonfinite=self.nonfinite,
+                label_ignore_index=IGNORE_INDEX,
+            )
+            self._datasets.append(dataset)
+            n = max(1, (self.samples_per_epoch if train else self.val_samples) // len(groups))
+            windows: Dataset
+            if train:
+                windows = RandomWindows(dataset, self.patch_size, n, seed=self.seed + 1000 * k)
+            else:
+                windows = GridWindows(dataset, self.patch_size, self.val_stride, limit=n)
+            image_labels = None
+            if image_level:
+                values = _file_labels(group, self.class_names, self.task, self.label_tag, table)
+                image_labels = ImageLabels(group, dataset._rio_crs, values)
+            targets = TargetRasters(labels) if self.task == "regression" else None
+            out.append(LabelledWindows(windows, self.spec, targets, image_labels))
+        return out
+
+    def _label_rasters(self) -> bool:  # class-id rasters read as the samples' `mask`
+        return self.task != "regression" and not (self.label_tag or self.label_table)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the training and validation windows (and statistics on first use)."""
+        train_images, train_labels, val_images, val_labels = self._sources()
+        self._compute_stats(train_images)
+        self._datasets = []
+        self._train = ConcatDataset(self._windows(train_images, train_labels, train=True))
+        self._val = ConcatDataset(self._windows(val_images, val_labels, train=False))
+
+    def use_band_stats(self, stats: dict[str, dict[str, Any] | BandStats]) -> str | None:
+        """Normalise with statistics that came with pretrained weights, when they fit.
+
+        The entry named like this data's sensor is preferred; otherwise the first whose
+        wavelengths cover every band. Returns the name of the statistics used (None: kept own).
+        """
+        if not self.normalize or not stats or not self._datasets:
+            return None
+        wavelengths = self._datasets[0].wavelengths
+        candidates = sorted(stats.items(), key=lambda item: item[0] != self.stats_key)
+        for name, value in candidates:
+            chosen = value if isinstance(value, BandStats) else BandStats.from_dict(value)
+            try:
+                chosen.rows_for(wavelengths)
+            except ValueError:
+                continue
+            self.band_stats[self.stats_key] = chosen
+            for dataset in self._datasets:
+                dataset.normalization = chosen
+            log.info(
+                "normalising %s with the pretrained model's %r statistics", self.stats_key, name
+            )
+            return name
+        return None
+
+    # -- loaders ---------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Random labelled windows of the training images."""
+        return self._loader(self._train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """A fixed grid of labelled windows of the held-out images."""
+        return self._loader(self._val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Same windows as validation."""
+        return self._loader(self._val, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Same windows as validation (labels included, for inspection)."""
+        return self._loader(self._val, shuffle=False)
+
+
+def _same_crs(labels: list[Path], image: Path) -> list[str]:
+    """Label files in the image's CRS (others are not read with it), or all when none are."""
+    with rasterio.open(image) as src:
+        crs = src.crs
+    same = []
+    for path in labels:
+        with rasterio.open(path) as src:
+            if src.crs == crs:
+                same.append(str(path))
+    return same or [str(p) for p in labels]

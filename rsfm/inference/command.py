@@ -1,0 +1,219 @@
+"""``rsfm tile MODEL INPUT.tif OUTPUT.tif``: a hub model applied to a GeoTIFF of any size."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsfm.data.errors import BandMismatchError
+from rsfm.data.grid import canonical_band_name
+from rsfm.data.normalization import BandStats
+from rsfm.sensors import Sensor, get_sensor, sensor_from_raster
+
+WAVELENGTH_TOLERANCE_NM = 1.0
+
+
+def input_sensor(path: Path, sensor: str | None, card_sensors: dict[str, Any]) -> Sensor:
+    """The input's band metadata: ``--sensor``, the file's wavelength tags, its RSFM_SENSOR tag,
+    or band descriptions / band count matching one sensor of the model card, in that order.
+
+    Raises:
+        BandMismatchError: Naming the file, when none of these describes its bands.
+    """
+    with rasterio.open(path) as ds:
+        count, tags, descriptions = ds.count, ds.tags(), [d or "" for d in ds.descriptions]
+    if sensor is not None:
+        chosen = get_sensor(sensor)
+    else:
+        try:
+            return sensor_from_raster(path)
+        except ValueError:
+            pass
+        tagged = tags.get("RSFM_SENSOR")
+        chosen = get_sensor(tagged) if tagged else None
+        if chosen is None:
+            for name in card_sensors:
+                try:
+                    candidate = get_sensor(name)
+                except KeyError:
+                    continue
+                if len(candidate) == count:
+                    chosen = candidate
+                    break
+    if chosen is None:
+        raise BandMismatchError(
+            path,
+            f"{count} bands without wavelength metadata; pass --sensor (one of the model's: "
+            f"{sorted(card_sensors)})",
+        )
+    if any(descriptions) and all(descriptions):
+        by_name = {canonical_band_name(b.name): b for b in chosen.bands}
+        if all(canonical_band_name(d) in by_name for d in descriptions):
+            return Sensor(
+                chosen.name,
+                chosen.modality,
+                tuple(by_name[canonical_band_name(d)] for d in descriptions),
+            )
+    if len(chosen) != count:
+        raise BandMismatchError(
+            path, f"{count} bands, but sensor {chosen.name!r} has {len(chosen)} bands"
+        )
+    return chosen
+
+
+def select_bands(
+    path: Path, sensor: Sensor, card: dict[str, Any], allow_missing: bool
+) -> tuple[list[int], np.ndarray, BandStats | None]:
+    """Input bands the model was trained with (1-based indexes), their wavelengths and stats.
+
+    Raises:
+        BandMismatchError: When the input lacks bands the model was trained with (unless
+            ``allow_missing``) or shares none with it.
+    """
+    rsfm = card.get("rsfm", {})
+    stats_by_sensor = {k: BandStats.from_dict(v) for k, v in rsfm.get("normalization", {}).items()}
+    trained = np.array(
+        [b["wavelength_nm"] for table in rsfm.get("sensors", {}).values() for b in table["bands"]],
+        dtype=float,
+    )
+    waves = sensor.wavelengths.astype(float)
+    if trained.size == 0:  # a card without band metadata: use every input band
+        keep = list(range(len(waves)))
+    else:
+        keep = [
+            i for i, w in enumerate(waves) if np.abs(trained - w).min() <= WAVELENGTH_TOLERANCE_NM
+        ]
+    if not keep:
+        raise BandMismatchError(
+            path, f"none of its bands ({waves.tolist()} nm) is a band the model was trained with"
+        )
+    stats = _stats_for(waves[keep], stats_by_sensor)
+    if stats_by_sensor and stats is None:
+        raise BandMismatchError(path, "no normalisation statistics of the model cover its bands")
+    wanted = stats.wavelengths if stats is not None else trained
+    missing = [float(w) for w in wanted if np.abs(waves - w).min() > WAVELENGTH_TOLERANCE_NM]
+    if missing and not allow_missing:
+        raise BandMismatchError(
+            path,
+            f"lacks bands the model was trained with at {missing} nm; add them or pass "
+            "--allow-missing-bands (a spectrum-aware encoder accepts band subsets)",
+        )
+    return [i + 1 for i in keep], waves[keep].astype(np.float32), stats
+
+
+def _stats_for(waves: np.ndarray, stats_by_sensor: dict[str, BandStats]) -> BandStats | None:
+    """The statistics (of one sensor) covering every wavelength, preferring exact sensors."""
+    for stats in stats_by_sensor.values():
+        known = np.asarray(stats.wavelengths, dtype=float)
+        if all(np.abs(known - w).min() <= WAVELENGTH_TOLERANCE_NM for w in waves):
+            return stats
+    return None
+
+
+def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # noqa: ANN201
+    """``[B,C,T,T] -> [B,K,T,T]`` for a fine-tuned dense model or an encoder (embeddings)."""
+    waves = torch.as_tensor(wavelengths)
+
+    @torch.no_grad()
+    def predict(image: torch.Tensor) -> torch.Tensor:
+        w = waves.to(image.device)
+        if hasattr(model, "head") and getattr(model, "dense", False):
+            out = model(image, w)
+            return out.softmax(dim=1) if output in ("classes", "probabilities") else out
+        encoder = getattr(model, "encoder", model)
+        features = encoder.forward_spatial(image, w)
+        return F.interpolate(features, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+    return predict
+
+
+def default_output(model: nn.Module, card: dict[str, Any]) -> str:
+    """``classes`` for dense classifiers, ``values`` for regressors, else ``embeddings``."""
+    task = str(card.get("rsfm", {}).get("task", ""))
+    if hasattr(model, "head") and getattr(model, "dense", False):
+        if "regression" in task or getattr(model, "num_outputs", 2) == 1:
+            return "values"
+        return "classes"
+    return "embeddings"
+
+
+def tile_main(argv: list[str]) -> int:
+    """Parse ``rsfm tile`` arguments and run the tiled engine."""
+    parser = argparse.ArgumentParser(
+        prog="rsfm tile",
+        description="Apply a hub model to a GeoTIFF of any size in overlapping, blended tiles.",
+    )
+    parser.add_argument("model", help="hub name[@version] or entry folder")
+    parser.add_argument("input", type=Path, help="input GeoTIFF")
+    parser.add_argument("output", type=Path, help="output GeoTIFF (tiled, compressed)")
+    parser.add_argument("--hub", default=None, help="hub directory / URL (default: checkpoints/)")
+    parser.add_argument("--sensor", default=None, help="registered sensor of the input's bands")
+    parser.add_argument(
+        "--output",
+        dest="kind",
+        default="auto",
+        choices=["auto", "classes", "probabilities", "values", "embeddings"],
+    )
+    parser.add_argument("--tile-size", type=int, default=None, help="default: the card's")
+    parser.add_argument("--overlap", type=int, default=None, help="default: tile size / 4")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--allow-missing-bands", action="store_true")
+    parser.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
+    parser.add_argument("--plot", type=Path, default=None, help="also write a side-by-side PNG")
+    args = parser.parse_args(argv)
+
+    from rsfm.hub import load
+    from rsfm.inference.engine import tile_raster
+
+    model = load(args.model, hub=args.hub, device=args.device)
+    card: dict[str, Any] = getattr(model, "rsfm_card", {}) or {}
+    sensor = input_sensor(args.input, args.sensor, card.get("rsfm", {}).get("sensors", {}))
+    bands, wavelengths, stats = select_bands(args.input, sensor, card, args.allow_missing_bands)
+    kind = default_output(model, card) if args.kind == "auto" else args.kind
+    patch = int(card.get("rsfm", {}).get("patch_size") or 16)
+    tile = args.tile_size or max(4 * patch, 64)
+    if tile % patch:
+        parser.error(f"--tile-size must be a multiple of the model's patch size {patch}")
+    overlap = args.overlap if args.overlap is not None else tile // 4
+    normalize = None
+    if stats is not None:
+
+        def normalize(image: torch.Tensor) -> torch.Tensor:
+            return stats.normalize(image, torch.as_tensor(wavelengths))
+
+    tile_raster(
+        make_predict_fn(model, wavelengths, kind),
+        args.input,
+        args.output,
+        bands=bands,
+        tile_size=tile,
+        overlap=overlap,
+        batch_size=args.batch_size,
+        output=kind,
+        tta_flips=args.tta,
+        normalize=normalize,
+        num_classes=getattr(model, "num_outputs", None) if kind != "embeddings" else None,
+        resume=not args.no_resume,
+        device=args.device,
+    )
+    print(args.output)
+    if args.plot is not None:
+        from rsfm.inference.plot import render_side_by_side
+
+        render_side_by_side(args.input, args.output, args.plot)
+        print(args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(tile_main(sys.argv[1:]))
