@@ -145,6 +145,22 @@ def default_output(model: nn.Module, card: dict[str, Any]) -> str:
     return "embeddings"
 
 
+def true_colour_bands(bands: list[int], wavelengths: np.ndarray) -> tuple[int, ...]:
+    """1-based input bands closest to red, green and blue (a single band when all are SAR)."""
+    optical = [(b, float(w)) for b, w in zip(bands, wavelengths, strict=True) if 350 < w < 1000]
+    if not optical:
+        return (bands[0],)
+    return tuple(min(optical, key=lambda bw: abs(bw[1] - target))[0] for target in (660, 560, 490))
+
+
+def categorical_colours(count: int) -> list[tuple[float, float, float]]:
+    """``count`` distinct colours (matplotlib's tab10/tab20 palettes)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [tuple(palette(i % palette.N)[:3]) for i in range(count)]
+
+
 def tile_main(argv: list[str]) -> int:
     """Parse ``rsfm tile`` arguments and run the tiled engine."""
     parser = argparse.ArgumentParser(
@@ -210,7 +226,13 @@ def tile_main(argv: list[str]) -> int:
     if args.plot is not None:
         from rsfm.inference.plot import render_side_by_side
 
-        render_side_by_side(args.input, args.output, args.plot)
+        render_side_by_side(
+            args.input,
+            args.output,
+            args.plot,
+            rgb_bands=true_colour_bands(bands, wavelengths),
+            class_colors=categorical_colours(model.num_outputs) if kind == "classes" else None,
+        )
         print(args.plot)
     return 0
 
