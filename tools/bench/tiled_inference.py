@@ -5,8 +5,8 @@ Writes Sentinel-2-like scenes (13 bands, uint16, real UTM CRS, 256-px DEFLATE ti
 
 (a) ``rsfm.inference.tile_raster``: windowed reads in a background thread, batched forward
     passes, Hann blending in a sliding row band, COG output (``classes``, 7 classes);
-(b) the model's forward pass alone on tiles pre-loaded in memory (the throughput ceiling;
-    ``--ceiling-tiles`` distinct tiles, cycled for up to ``--forward-tiles`` tiles);
+(b) the model's forward pass alone on the same tiles, in the same batches, pre-loaded in memory
+    (in chunks of ``--chunk-tiles``; only the forward passes are timed): the ceiling;
 (c) a naive loop: torchgeo ``RasterDataset`` + ``GridGeoSampler`` + ``DataLoader``, the same
     model, overlapping probabilities averaged in full-size in-memory arrays, one final write;
 (d) the engine with a model that returns zeros: what reading, blending and writing cost alone
@@ -159,28 +159,37 @@ def run_io_only(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
 
 
 def run_forward(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
-    """(b) forward passes only, on pre-loaded, pre-normalised tiles, cycled."""
+    """(b) forward passes alone over exactly (a)'s tiles and batches, pre-loaded in chunks.
+
+    Chunks of ``--chunk-tiles`` tiles are read and normalised untimed, then only the forward
+    passes over them are timed (the whole 8192² tile set would not fit in memory at once).
+    """
     from rsfm.inference import TileGrid
 
-    with rasterio.open(args.path) as src:
-        grid = TileGrid(src.height, src.width, args.tile, args.overlap)
-        picks = np.linspace(0, len(grid) - 1, min(args.ceiling_tiles, len(grid))).astype(int)
-        tiles = [grid.tile(i // grid.n_cols, i % grid.n_cols) for i in picks]
-        stack = np.stack([src.read(window=Window(t.col, t.row, t.width, t.height)) for t in tiles])
-    loaded = normalize(torch.from_numpy(stack.astype(np.float32))).to(args.device)
-    total = min(len(grid), args.forward_tiles)  # a rate: a few hundred tiles are enough
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    with torch.inference_mode():
-        model(loaded[: args.batch_size])  # warm-up (lazy init, cuDNN autotune)
-        sync()
-        start, done = time.perf_counter(), 0
-        while done < total:
-            first = done % len(loaded)
-            batch = loaded[first : first + min(args.batch_size, total - done)]
-            model(batch).float().cpu()
-            done += batch.shape[0]
-        sync()
-    return {"tiles": done, "seconds": time.perf_counter() - start}
+    elapsed, done = 0.0, 0
+    with rasterio.open(args.path) as src, torch.inference_mode():
+        grid = TileGrid(src.height, src.width, args.tile, args.overlap)
+        chunk = max(args.batch_size, args.chunk_tiles // args.batch_size * args.batch_size)
+        for first in range(0, len(grid), chunk):
+            tiles = [
+                grid.tile(*divmod(i, grid.n_cols))
+                for i in range(first, min(first + chunk, len(grid)))
+            ]
+            stack = np.stack(
+                [src.read(window=Window(t.col, t.row, t.width, t.height)) for t in tiles]
+            )
+            loaded = normalize(torch.from_numpy(stack.astype(np.float32))).to(args.device)
+            if first == 0:
+                model(loaded[: args.batch_size])  # warm-up (lazy init, cuDNN autotune)
+            sync()
+            start = time.perf_counter()
+            for index in range(0, len(loaded), args.batch_size):
+                model(loaded[index : index + args.batch_size]).float().cpu()
+            sync()
+            elapsed += time.perf_counter() - start
+            done += len(loaded)
+    return {"tiles": done, "seconds": elapsed}
 
 
 def run_naive(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
@@ -248,8 +257,7 @@ def spawn(worker: str, path: Path, out: Path, args: argparse.Namespace) -> dict[
         sys.executable, __file__, "--worker", worker, "--path", str(path), "--out", str(out),
         "--model", args.model, "--device", args.device, "--tile", str(args.tile),
         "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
-        "--ceiling-tiles", str(args.ceiling_tiles), "--threads", str(args.threads),
-        "--forward-tiles", str(args.forward_tiles),
+        "--chunk-tiles", str(args.chunk_tiles), "--threads", str(args.threads),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -283,8 +291,9 @@ def main(argv: Sequence[str] | None = None) -> dict[int, dict[str, dict[str, Any
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--ceiling-tiles", type=int, default=48, help="distinct tiles for (b)")
-    parser.add_argument("--forward-tiles", type=int, default=400, help="tiles timed in (b)")
+    parser.add_argument(
+        "--chunk-tiles", type=int, default=96, help="tiles pre-loaded at once in (b)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and (b); median")
     parser.add_argument("--skip-naive", action="store_true", help="leave (c) out")
