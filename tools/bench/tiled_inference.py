@@ -6,7 +6,8 @@ Writes Sentinel-2-like scenes (13 bands, uint16, real UTM CRS, 256-px DEFLATE ti
 (a) ``rsfm.inference.tile_raster``: windowed reads in a background thread, batched forward
     passes, Hann blending in a sliding row band, COG output (``classes``, 7 classes);
 (b) the model's forward pass alone on the same tiles, in the same batches, pre-loaded in memory
-    (in chunks of ``--chunk-tiles``; only the forward passes are timed): the ceiling;
+    (one batch at a time by default, ``--chunk-tiles`` for more; only the forward passes are
+    timed): the ceiling;
 (c) a naive loop: torchgeo ``RasterDataset`` + ``GridGeoSampler`` + ``DataLoader``, the same
     model, overlapping probabilities averaged in full-size in-memory arrays, one final write;
 (d) the engine with a model that returns zeros: what reading, blending and writing cost alone
@@ -161,8 +162,8 @@ def run_io_only(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
 def run_forward(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
     """(b) forward passes alone over exactly (a)'s tiles and batches, pre-loaded in chunks.
 
-    Chunks of ``--chunk-tiles`` tiles are read and normalised untimed, then only the forward
-    passes over them are timed (the whole 8192² tile set would not fit in memory at once).
+    Each chunk is read and normalised untimed, then only the forward passes over it are timed
+    (the whole 8192² tile set would not fit in memory at once).
     """
     from rsfm.inference import TileGrid
 
@@ -170,6 +171,7 @@ def run_forward(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
     elapsed, done = 0.0, 0
     with rasterio.open(args.path) as src, torch.inference_mode():
         grid = TileGrid(src.height, src.width, args.tile, args.overlap)
+        # default one batch per chunk: its input is then as cache-warm as in the engine
         chunk = max(args.batch_size, args.chunk_tiles // args.batch_size * args.batch_size)
         for first in range(0, len(grid), chunk):
             tiles = [
@@ -180,8 +182,6 @@ def run_forward(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
                 [src.read(window=Window(t.col, t.row, t.width, t.height)) for t in tiles]
             )
             loaded = normalize(torch.from_numpy(stack.astype(np.float32))).to(args.device)
-            if first == 0:
-                model(loaded[: args.batch_size])  # warm-up (lazy init, cuDNN autotune)
             sync()
             start = time.perf_counter()
             for index in range(0, len(loaded), args.batch_size):
@@ -243,6 +243,8 @@ def worker_main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = build_model(args.model, args.device)
+    with torch.inference_mode():  # warm-up for every method alike (lazy init, autotuning)
+        model(torch.zeros(args.batch_size, len(SENSOR), args.tile, args.tile, device=args.device))
     baseline = rss_mb("VmRSS")
     result = WORKERS[args.worker](args, model)
     result.update(peak_rss_mb=rss_mb("VmHWM"), baseline_rss_mb=baseline)
@@ -291,9 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict[int, dict[str, dict[str, Any
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--chunk-tiles", type=int, default=96, help="tiles pre-loaded at once in (b)"
-    )
+    parser.add_argument("--chunk-tiles", type=int, default=0, help="(b): tiles loaded at once")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and (b); median")
     parser.add_argument("--skip-naive", action="store_true", help="leave (c) out")
