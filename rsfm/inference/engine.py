@@ -251,10 +251,10 @@ class _TileReader(threading.Thread):
 
 
 def _auto_cache_mb(path: Path) -> int:
-    """GDAL cache for two and a half block rows of the input across its width, at least 64 MB.
+    """GDAL cache for two block rows of the input across its width (+8 MB), at least 64 MB.
 
-    Neighbouring tile rows share input block rows; keeping them decoded saves a third of the
-    decoding at 8192 px width. Grows with the raster's width only.
+    Consecutive tile rows share an input block row; keeping two decoded saves a third of the
+    decoding at 8192 px width (measured). Grows with the raster's width only.
     """
     try:
         with rasterio.open(path) as src:
@@ -263,7 +263,7 @@ def _auto_cache_mb(path: Path) -> int:
             strip = min(block_rows, src.height) * src.width * src.count * itemsize
     except RasterioError:
         return 64  # the run itself reports the unreadable file
-    return max(64, int(2.5 * strip / 2**20) + 1)
+    return max(64, int(2 * strip / 2**20) + 8)
 
 
 class TiledPredictor:
@@ -482,7 +482,8 @@ class TiledPredictor:
             while row < next_row:
                 written = time.perf_counter()
                 until = grid.final_until(row)
-                writer.append(band.top * scale, band.flush(until, self._finish_rows))
+                for first, rows in band.flush(until, self._finish_rows):
+                    writer.append(first, rows)
                 report.seconds_writing += time.perf_counter() - written
                 row += 1
 
@@ -634,8 +635,8 @@ def tile_raster(
         block_size: Final block side.
         overviews: Build internal overviews.
         checkpoint_rows: Output rows between journal checkpoints (multiple of 16).
-        gdal_cache_mb: GDAL block-cache cap during the run (None: 2.5 input block rows, at
-            least 64 MB; 0: leave GDAL's own setting).
+        gdal_cache_mb: GDAL block-cache cap during the run (None: two input block rows across
+            the width + 8 MB, at least 64 MB; 0: leave GDAL's own setting).
         device: Torch device the batches are moved to.
 
     Returns:

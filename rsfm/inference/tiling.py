@@ -26,7 +26,7 @@ rows back, so its size is ``tile_size * scale`` output rows of the full width, w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -255,20 +255,27 @@ class RowBand:
         self.valid[offset : offset + tile.height, tile.col : tile.col + tile.width] = valid
         self.max_rows = max(self.max_rows, (offset + tile.height) * s)
 
-    def flush(self, until: int, finish: Callable[..., np.ndarray]) -> np.ndarray:
-        """``finish(values, weight, valid)`` of the finished rows ``[top, until)``; slides down.
+    def flush(
+        self, until: int, finish: Callable[..., np.ndarray], chunk_rows: int = 32
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first output row, finish(values, weight, valid))`` for the finished input
+        rows ``[top, until)`` in slices of ``chunk_rows`` input rows, then slide the band down.
 
-        ``finish`` gets views (no copies) at output resolution and must return a new array.
+        ``finish`` gets views (no copies) at output resolution and must return a new array;
+        slicing keeps its temporaries small whatever the raster's width.
         """
         n, s = until - self.top, self.scale
-        valid = np.repeat(np.repeat(self.valid[:n], s, axis=0), s, axis=1)
-        result = finish(self.values[:, : n * s], self.weight[: n * s], valid)
+        for first in range(0, n, chunk_rows):
+            last = min(first + chunk_rows, n)
+            valid = np.repeat(np.repeat(self.valid[first:last], s, axis=0), s, axis=1)
+            rows = slice(first * s, last * s)
+            yield (self.top + first) * s, finish(self.values[:, rows], self.weight[rows], valid)
         keep = self.capacity - n
-        self.values[:, : keep * s] = self.values[:, n * s :]
-        self.values[:, keep * s :] = 0.0
+        for channel in self.values:  # per channel: source and target rarely overlap, no temp
+            channel[: keep * s] = channel[n * s :]
+            channel[keep * s :] = 0.0
         self.weight[: keep * s] = self.weight[n * s :]
         self.weight[keep * s :] = 0.0
         self.valid[:keep] = self.valid[n:]
         self.valid[keep:] = False
         self.top = until
-        return result
