@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 from pathlib import Path
 
 LIGHTNING_COMMANDS = {"fit", "validate", "test", "predict"}
+
+# Subcommands outside LightningCLI: name -> "module:function(argv) -> exit code".
+COMMANDS = {
+    "data": "rsfm.cli:data_main",
+    "hub": "rsfm.hub.commands:hub_main",
+    "tile": "rsfm.inference.command:tile_main",
+    "generate": "rsfm.inference.generate:generate_main",
+    "super-resolve": "rsfm.inference.super_resolve:super_resolve_main",
+    "assess": "rsfm.inference.assess:assess_main",
+}
+
+
+def _import_submodules(package: str) -> None:
+    """Import every module of ``package`` so LightningCLI resolves short class names."""
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__, prefix=f"{package}."):
+        importlib.import_module(info.name)
 
 
 def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: ANN201
@@ -23,12 +42,8 @@ def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: AN
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningCLI
 
-    import rsfm.data.datamodule  # noqa: F401  (registers class paths for shorthand resolution)
-    import rsfm.data.labelled  # noqa: F401
-    import rsfm.tasks.classification  # noqa: F401
-    import rsfm.tasks.mae  # noqa: F401
-    import rsfm.tasks.regression  # noqa: F401
-    import rsfm.tasks.segmentation  # noqa: F401
+    _import_submodules("rsfm.data")  # registers class paths for shorthand resolution
+    _import_submodules("rsfm.tasks")
 
     return LightningCLI(
         pl.LightningModule,
@@ -101,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             "usage: rsfm {fit,validate,test,predict} --config CONFIG.yaml [options]\n"
             "       rsfm data {sensors,synthetic,stats} ...\n"
             "       rsfm hub {list,show,push,pull,verify} ...\n"
-            "       rsfm tile MODEL INPUT.tif OUTPUT.tif [options]\n\n"
+            "       rsfm tile MODEL INPUT.tif OUTPUT.tif [options]\n"
+            "       rsfm generate PROMPT --gsd M --out DIR [options]\n"
+            "       rsfm super-resolve LR.tif --ref REF.tif --out SR.tif [options]\n"
+            "       rsfm assess IMAGE.tif --segmenter NAME --model SQA_NAME [options]\n\n"
             "Train and apply remote-sensing foundation models. `rsfm fit --help` lists every\n"
             "option of a run; `rsfm fit --config C.yaml --print_config` shows the resolved config."
         )
@@ -109,16 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in LIGHTNING_COMMANDS:
         lightning_main(None if from_shell else argv)  # None: LightningCLI reads sys.argv itself
         return 0
-    if argv[0] == "data":
-        return data_main(argv[1:])
-    if argv[0] == "tile":
-        from rsfm.inference.command import tile_main
-
-        return tile_main(argv[1:])
-    if argv[0] == "hub":
-        from rsfm.hub.commands import hub_main
-
-        return hub_main(argv[1:])
+    if argv[0] in COMMANDS:
+        module_name, function_name = COMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module_name), function_name)(argv[1:])
     print(f"rsfm: unknown command {argv[0]!r}; try `rsfm --help`", file=sys.stderr)
     return 2
 
