@@ -96,26 +96,54 @@ def test_config_round_trips_into_an_identical_model(name: str) -> None:
         assert {k: tuple(v.shape) for k, v in encoder.state_dict().items()} == expected
 
 
+def _example_inputs(model: torch.nn.Module) -> dict:
+    """The family's own example inputs (``example_inputs()``), else a Sentinel-2 batch."""
+    if hasattr(model, "example_inputs"):
+        return model.example_inputs(batch_size=2)
+    size = model.init_args.get("img_size", 32)
+    s2 = get_sensor("sentinel2_l1c")
+    return {
+        "image": torch.randn(2, len(s2), size, size),
+        "wavelengths": torch.from_numpy(s2.wavelengths),
+    }
+
+
+def _float_outputs(output: object) -> list[torch.Tensor]:
+    """Every floating-point tensor in a model output (tensor, tuple, dict or dataclass)."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.is_floating_point() else []
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in _float_outputs(v)]
+    if isinstance(output, (list, tuple)):
+        return [t for v in output for t in _float_outputs(v)]
+    if hasattr(output, "__dict__"):
+        return [t for v in vars(output).values() for t in _float_outputs(v)]
+    return []
+
+
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_tiny_models_train_one_step_with_finite_loss(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name)
-    size = model.init_args.get("img_size", 32)
-    s2 = get_sensor("sentinel2_l1c")
-    image = torch.randn(2, len(s2), size, size)
-    waves = torch.from_numpy(s2.wavelengths)
     is_mae = isinstance(model, SmartiesMAE)
+    custom = hasattr(model, "example_inputs")
+    inputs = _example_inputs(model)
 
     def loss_of(network: torch.nn.Module) -> torch.Tensor:
+        torch.manual_seed(1)  # families that sample noise or masks inside forward
         if is_mae:
-            return network(image, waves, generator=torch.Generator().manual_seed(3))["loss"]
-        return network(image, waves).pow(2).mean()  # heads: any scalar of the output
+            return network(**inputs, generator=torch.Generator().manual_seed(3))["loss"]
+        outputs = _float_outputs(network(**inputs))
+        return sum(o.pow(2).mean() for o in outputs)  # any scalar of the outputs
 
     loss = loss_of(model)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    grads = [p.grad for p in trainable if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    if not custom:  # encoders and heads: every trainable parameter takes part
+        assert len(grads) == len(trainable)
     # The rebuilt twin with the same weights gives the same loss.
     twin = model_from_config(model_config(model))
     twin.load_state_dict(model.state_dict())

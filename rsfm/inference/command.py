@@ -172,6 +172,7 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("output", type=Path, help="output GeoTIFF (tiled, compressed)")
     parser.add_argument("--hub", default=None, help="hub directory / URL (default: checkpoints/)")
     parser.add_argument("--sensor", default=None, help="registered sensor of the input's bands")
+    parser.add_argument("--segmenter", default=None, help="segmenter assessed by an SQA model")
     parser.add_argument(
         "--output",
         dest="kind",
@@ -192,6 +193,12 @@ def tile_main(argv: list[str]) -> int:
     from rsfm.inference.engine import tile_raster
 
     model = load(args.model, hub=args.hub, device=args.device)
+    from rsfm.models.sqa import SQAModel
+
+    if isinstance(model, SQAModel):  # a quality map: predicted accuracy of --segmenter per tile
+        from rsfm.inference.assess import tile_quality_main
+
+        return tile_quality_main(model, args)
     card: dict[str, Any] = getattr(model, "rsfm_card", {}) or {}
     sensor = input_sensor(args.input, args.sensor, card.get("rsfm", {}).get("sensors", {}))
     bands, wavelengths, stats = select_bands(args.input, sensor, card, args.allow_missing_bands)

@@ -16,6 +16,7 @@ import difflib
 import fnmatch
 import functools
 import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -51,13 +52,27 @@ def register_model(factory: Callable[..., ModelT]) -> Callable[..., ModelT]:
     return build
 
 
+def import_families() -> None:
+    """Import every module of ``rsfm.models`` once, so all families are registered.
+
+    Families that pull heavy libraries (diffusers, open_clip) are imported only when a lookup
+    needs them, keeping ``import rsfm.models`` cheap.
+    """
+    package = importlib.import_module("rsfm.models")
+    for info in pkgutil.iter_modules(package.__path__, prefix="rsfm.models."):
+        importlib.import_module(info.name)
+
+
 def list_models(pattern: str = "*") -> list[str]:
-    """Sorted names of registered models matching a shell-style pattern."""
+    """Sorted names of registered models (every family) matching a shell-style pattern."""
+    import_families()
     return sorted(n for n in _MODEL_FACTORIES if fnmatch.fnmatchcase(n, pattern))
 
 
 def is_model(name: str) -> bool:
-    """Whether a model of that name is registered."""
+    """Whether a model of that name is registered (in any family)."""
+    if name not in _MODEL_FACTORIES:
+        import_families()
     return name in _MODEL_FACTORIES
 
 
@@ -71,6 +86,8 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     Raises:
         KeyError: If the name is unknown (the message lists close matches).
     """
+    if name not in _MODEL_FACTORIES:
+        import_families()
     try:
         factory = _MODEL_FACTORIES[name]
     except KeyError:

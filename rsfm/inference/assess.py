@@ -1,0 +1,249 @@
+"""``rsfm assess``: predicted segmentation accuracy, best-segmenter ranking, quality maps.
+
+``rsfm assess IMAGE.tif --segmenter NAME --model SQA_NAME`` prints the SQA model's predicted
+accuracy of segmenter NAME on the image (the valid-pixel-weighted mean over full tiles of the
+model's input size); ``--rank a b c`` scores several segmenters and names the best;
+``--quality-map OUT.tif`` also writes the per-tile predicted accuracy as a COG through the tiled
+engine (:func:`quality_map`: a constant value per tile, no blending).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+from torch import nn
+
+from rsfm.data.errors import BandMismatchError
+from rsfm.data.normalization import BandStats
+from rsfm.inference.command import input_sensor, select_bands
+from rsfm.models.sqa import Segmenter, SQAModel, resolve_segmenters, segmenter_features
+
+DEFAULT_TILE = 32
+
+
+def _card(model: nn.Module) -> dict[str, Any]:
+    return (getattr(model, "rsfm_card", None) or {}).get("rsfm", {})
+
+
+def stats_covering(model: nn.Module, wavelengths: np.ndarray) -> BandStats | None:
+    """The first normalisation statistics of a model's card that cover every wavelength."""
+    for value in (_card(model).get("normalization") or {}).values():
+        stats = BandStats.from_dict(value)
+        try:
+            stats.rows_for(wavelengths)
+        except ValueError:
+            continue
+        return stats
+    return None
+
+
+def make_quality_fn(
+    sqa: SQAModel,
+    segmenter: Segmenter,
+    wavelengths: np.ndarray,
+    sqa_stats: BandStats | None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``predict_fn(raw [B, C, h, w]) -> [B, 1, h, w]``: each tile filled with its score.
+
+    The segmenter sees the tile normalised with its own statistics, the SQA semantic branch
+    with the SQA model's (raw values when either has none).
+    """
+    waves = torch.as_tensor(np.asarray(wavelengths, dtype=np.float32))
+
+    @torch.no_grad()
+    def predict(image: torch.Tensor) -> torch.Tensor:
+        w = waves.to(image.device)
+        seg_in = segmenter.normalization.normalize(image, w) if segmenter.normalization else image
+        _, features = segmenter_features(segmenter.model, seg_in, w)
+        sem_in = sqa_stats.normalize(image, w) if sqa_stats is not None else image
+        score = sqa(sqa.segmenter_vector(features), sem_in, w)  # [B]
+        return score[:, None, None, None].expand(-1, 1, *image.shape[-2:]).contiguous()
+
+    return predict
+
+
+def _tiles(height: int, width: int, tile: int) -> list[tuple[int, int]]:
+    """Top-left corners of full tiles covering the image (the last ones shifted inward)."""
+
+    def starts(size: int) -> list[int]:
+        if size <= tile:
+            return [0]
+        out = list(range(0, size - tile + 1, tile))
+        return out if out[-1] == size - tile else [*out, size - tile]
+
+    return [(r, c) for r in starts(height) for c in starts(width)]
+
+
+def assess_image(
+    sqa: SQAModel,
+    segmenters: list[Segmenter],
+    path: Path,
+    bands: list[int],
+    wavelengths: np.ndarray,
+    tile_size: int,
+    sqa_stats: BandStats | None,
+    patch_size: int = 8,
+) -> dict[str, float]:
+    """Predicted accuracy of each segmenter on an image (valid-pixel-weighted tile mean).
+
+    Raises:
+        BandMismatchError: Naming the file when it holds no valid pixel.
+    """
+    with rasterio.open(path) as src:
+        height, width = src.height, src.width
+        tile = min(tile_size, (min(height, width) // patch_size) * patch_size)
+        if tile < patch_size:
+            raise BandMismatchError(
+                path, f"{height}x{width} px is smaller than a {patch_size} px patch"
+            )
+        batches, weights = [], []
+        for row, col in _tiles(height, width, tile):
+            window = Window(col, row, tile, tile)
+            data = src.read(bands, window=window, masked=True).astype(np.float32)
+            valid = ~np.ma.getmaskarray(data).any(axis=0) & np.isfinite(data.filled(0)).all(axis=0)
+            if valid.any():
+                batches.append(np.where(valid, data.filled(0.0), 0.0))
+                weights.append(float(valid.mean()))
+    if not batches:
+        raise BandMismatchError(path, "holds no valid pixel to assess")
+    image = torch.from_numpy(np.stack(batches))
+    weight = torch.tensor(weights)
+    scores = {}
+    for segmenter in segmenters:
+        predict = make_quality_fn(sqa, segmenter, wavelengths, sqa_stats)
+        per_tile = predict(image)[:, 0, 0, 0]
+        scores[segmenter.id] = float((per_tile * weight).sum() / weight.sum())
+    return scores
+
+
+def quality_map(
+    sqa: SQAModel,
+    segmenter: Segmenter,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    bands: list[int] | None = None,
+    wavelengths: np.ndarray,
+    sqa_stats: BandStats | None = None,
+    tile_size: int = DEFAULT_TILE,
+    batch_size: int = 8,
+    progress: bool = False,
+    device: str = "cpu",
+) -> Any:
+    """Write the per-tile predicted accuracy of ``segmenter`` as a one-band float32 COG.
+
+    Tiles do not overlap and are not blended: every output pixel carries the score of the tile
+    it lies in (nodata where the input has none).
+
+    Returns:
+        The engine's :class:`~rsfm.inference.engine.TileReport`.
+    """
+    from rsfm.inference.engine import tile_raster
+
+    return tile_raster(
+        make_quality_fn(sqa, segmenter, wavelengths, sqa_stats),
+        input_path,
+        output_path,
+        bands=bands,
+        tile_size=tile_size,
+        overlap=0,
+        batch_size=batch_size,
+        output="values",
+        blend="none",
+        band_names=["predicted_accuracy"],
+        progress=progress,
+        resume=False,
+        device=device,
+    )
+
+
+def _load(args: argparse.Namespace) -> tuple[SQAModel, list[Segmenter]]:
+    from rsfm.hub import load
+
+    sqa = load(args.model, hub=args.hub, device=args.device)
+    if not isinstance(sqa, SQAModel):
+        raise SystemExit(f"rsfm assess: {args.model!r} is a {type(sqa).__name__}, not an SQA model")
+    names = list(args.rank or []) or [args.segmenter]
+    return sqa, resolve_segmenters(names, hub=args.hub)
+
+
+def assess_main(argv: list[str]) -> int:
+    """Parse ``rsfm assess`` arguments; print predicted accuracies (and write a quality map)."""
+    parser = argparse.ArgumentParser(
+        prog="rsfm assess",
+        description="Predict how accurately segmenters will segment an image (RS-SQA).",
+    )
+    parser.add_argument("image", type=Path, help="input GeoTIFF")
+    parser.add_argument("--model", required=True, help="SQA model: hub name[@version] or folder")
+    parser.add_argument("--segmenter", default=None, help="segmenter to assess (hub name)")
+    parser.add_argument("--rank", nargs="+", default=None, help="segmenters to rank")
+    parser.add_argument("--hub", default=None, help="hub directory / URL (default: checkpoints/)")
+    parser.add_argument("--sensor", default=None, help="registered sensor of the image's bands")
+    parser.add_argument("--tile-size", type=int, default=None, help="default: the card's")
+    parser.add_argument("--quality-map", type=Path, default=None, help="write a per-tile COG")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--allow-missing-bands", action="store_true")
+    args = parser.parse_args(argv)
+    if (args.segmenter is None) == (args.rank is None):
+        parser.error("give exactly one of --segmenter NAME or --rank NAME [NAME ...]")
+
+    sqa, segmenters = _load(args)
+    first = segmenters[0].model
+    card = getattr(first, "rsfm_card", None) or {}
+    sensor = input_sensor(args.image, args.sensor, card.get("rsfm", {}).get("sensors", {}))
+    bands, wavelengths, _ = select_bands(args.image, sensor, card, args.allow_missing_bands)
+    tile = args.tile_size or int(_card(sqa).get("input_size") or DEFAULT_TILE)
+    patch = int(getattr(getattr(sqa.semantic, "encoder", None), "patch_size", 8) or 8)
+    sqa_stats = stats_covering(sqa, wavelengths)
+    scores = assess_image(
+        sqa, segmenters, args.image, bands, wavelengths, tile, sqa_stats, patch_size=patch
+    )
+    best = max(scores, key=scores.get)
+    if args.json:
+        print(json.dumps({"image": str(args.image), "scores": scores, "best": best}))
+    elif args.rank:
+        for rank, (name, value) in enumerate(sorted(scores.items(), key=lambda kv: -kv[1]), 1):
+            print(f"{rank}. {name}: predicted accuracy {value:.3f}")
+        print(f"recommended segmenter: {best}")
+    else:
+        print(f"{args.image}: predicted accuracy of {best}: {scores[best]:.3f}")
+    if args.quality_map is not None:
+        chosen = next(s for s in segmenters if s.id == best)
+        quality_map(
+            sqa, chosen, args.image, args.quality_map, bands=bands, wavelengths=wavelengths,
+            sqa_stats=sqa_stats, tile_size=tile, device=args.device,
+        )  # fmt: skip
+        print(args.quality_map)
+    return 0
+
+
+def tile_quality_main(model: SQAModel, args: argparse.Namespace) -> int:
+    """``rsfm tile SQA_MODEL IN OUT --segmenter NAME``: the quality map of ``rsfm tile``."""
+    if not getattr(args, "segmenter", None):
+        raise SystemExit("rsfm tile: an SQA model needs --segmenter NAME")
+    (segmenter,) = resolve_segmenters([args.segmenter], hub=args.hub)
+    card = getattr(segmenter.model, "rsfm_card", None) or {}
+    sensor = input_sensor(args.input, args.sensor, card.get("rsfm", {}).get("sensors", {}))
+    bands, wavelengths, _ = select_bands(args.input, sensor, card, args.allow_missing_bands)
+    quality_map(
+        model, segmenter, args.input, args.output, bands=bands, wavelengths=wavelengths,
+        sqa_stats=stats_covering(model, wavelengths),
+        tile_size=args.tile_size or int(_card(model).get("input_size") or DEFAULT_TILE),
+        batch_size=args.batch_size, device=args.device,
+    )  # fmt: skip
+    print(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(assess_main(sys.argv[1:]))

@@ -1,0 +1,384 @@
+"""Segmentation quality assessment: regress a segmenter's per-image accuracy (RS-SQA-style).
+
+Batches come from :class:`~rsfm.data.sqa_dataset.SQADataModule`: ``segmenter_features`` [B, F],
+``image`` [B, C, H, W] + ``wavelengths``, ``target`` [B] (OA or mIoU) and ``image_id`` [B].
+Metrics (validation / test): SRCC, PLCC, KRCC (scipy), RMSE, and best-method recommendation
+accuracy: for every image assessed with several segmenters, whether the one with the highest
+predicted score is (one of) the truly best.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+from torchmetrics import CatMetric
+
+import rsfm.models.sqa  # noqa: F401  (registers the SQA variants)
+from rsfm.data.labelled import LabelledGeoDataModule
+from rsfm.data.synthetic import SyntheticWorldConfig
+from rsfm.models.registry import create_model, model_config, model_from_config
+from rsfm.models.sqa import ConfusedSegmenter, Segmenter, SQAModel
+from rsfm.tasks.base import BaseTask
+from rsfm.tasks.segmentation import SegmentationTask
+
+LOSSES = ("mse", "rank", "mse+rank")
+
+
+def recommendation_accuracy(
+    pred: np.ndarray, target: np.ndarray, image_ids: np.ndarray, tolerance: float = 1e-6
+) -> tuple[float, float, int]:
+    """How often the top-scored segmenter of an image is truly the best.
+
+    Args:
+        pred: Predicted scores [N].
+        target: True accuracies [N].
+        image_ids: Image of each record [N]; images with one record are skipped.
+        tolerance: Ties within this of the best accuracy count as best.
+
+    Returns:
+        ``(accuracy, mean regret (best accuracy - chosen accuracy), images compared)``.
+    """
+    hits, regrets = [], []
+    for image in np.unique(image_ids):
+        rows = np.flatnonzero(image_ids == image)
+        if rows.size < 2:
+            continue
+        chosen = rows[np.argmax(pred[rows])]
+        best = target[rows].max()
+        hits.append(target[chosen] >= best - tolerance)
+        regrets.append(best - target[chosen])
+    if not hits:
+        return float("nan"), float("nan"), 0
+    return float(np.mean(hits)), float(np.mean(regrets)), len(hits)
+
+
+def sqa_metrics(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    image_ids: np.ndarray | torch.Tensor | None = None,
+) -> dict[str, float]:
+    """SRCC, PLCC, KRCC (scipy), RMSE and, with ``image_ids``, recommendation accuracy/regret."""
+    pred = np.asarray(pred, dtype=np.float64).ravel()
+    target = np.asarray(target, dtype=np.float64).ravel()
+    constant = pred.size < 2 or np.ptp(pred) == 0 or np.ptp(target) == 0
+    out = {
+        "srcc": float("nan") if constant else float(stats.spearmanr(pred, target).statistic),
+        "plcc": float("nan") if constant else float(stats.pearsonr(pred, target).statistic),
+        "krcc": float("nan") if constant else float(stats.kendalltau(pred, target).statistic),
+        "rmse": float(np.sqrt(np.mean((pred - target) ** 2))) if pred.size else float("nan"),
+    }
+    if image_ids is not None:
+        ids = np.asarray(image_ids).ravel()
+        accuracy, regret, _ = recommendation_accuracy(pred, target, ids)
+        out["recommendation_accuracy"] = accuracy
+        out["recommendation_regret"] = regret
+    return out
+
+
+def pairwise_rank_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge loss over every pair of the batch whose targets differ (torch's margin ranking)."""
+    i, j = torch.triu_indices(pred.shape[0], pred.shape[0], offset=1, device=pred.device)
+    sign = torch.sign(target[i] - target[j])
+    keep = sign != 0
+    if not bool(keep.any()):
+        return pred.sum() * 0.0
+    return F.margin_ranking_loss(pred[i][keep], pred[j][keep], sign[keep], margin=margin)
+
+
+class SQATask(BaseTask):
+    """Train an :class:`~rsfm.models.sqa.SQAModel` to predict segmentation accuracy.
+
+    Args:
+        model: Registered SQA variant (``sqa_tiny``, ``sqa_base``).
+        model_args: Overrides of the variant's init args (``use_semantic: false`` = baseline).
+        segmenter_dim: Segmenter feature size; None = taken from the datamodule
+            (``feature_dim``, and its ``feature_keys``) when the model is built.
+        loss: ``mse``, ``rank`` (pairwise margin ranking) or ``mse+rank``.
+        rank_weight: Weight of the ranking term in ``mse+rank``.
+        rank_margin: Margin of the ranking hinge.
+        cache_semantic: Reuse each image's frozen semantic features (exact: the encoder is
+            frozen and in eval mode) instead of recomputing them every epoch.
+        optimizer: timm optimiser name.
+        lr: Learning rate (absolute).
+        base_lr: Base learning rate when ``lr`` is None.
+        weight_decay: Decoupled weight decay.
+        betas: Adam betas.
+        warmup_epochs: Linear warm-up in epochs.
+        min_lr: Final learning rate of the cosine decay.
+        scheduler: ``cosine`` or ``constant``.
+    """
+
+    def __init__(
+        self,
+        model: str = "sqa_tiny",
+        model_args: dict[str, Any] | None = None,
+        segmenter_dim: int | None = None,
+        loss: str = "mse",
+        rank_weight: float = 1.0,
+        rank_margin: float = 0.02,
+        cache_semantic: bool = True,
+        optimizer: str = "adamw",
+        lr: float | None = 2e-3,
+        base_lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_epochs: float = 0.0,
+        min_lr: float = 0.0,
+        scheduler: str = "cosine",
+    ) -> None:
+        super().__init__(
+            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
+        )
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+        self.save_hyperparameters()
+        self.model_name = model
+        self.model_args = dict(model_args or {})
+        self.loss_name = loss
+        self.rank_weight = rank_weight
+        self.rank_margin = rank_margin
+        self.cache_semantic = cache_semantic
+        self.model: SQAModel | None = None
+        self.band_stats: dict[str, dict[str, Any]] | None = None
+        self._semantic_cache: dict[int, torch.Tensor] = {}
+        if segmenter_dim is not None or "segmenter_dim" in self.model_args:
+            self._build(segmenter_dim)
+        self.eval_outputs = {
+            stage: torch.nn.ModuleDict({k: CatMetric() for k in ("pred", "target", "image_id")})
+            for stage in ("val", "test")
+        }
+        self.val_outputs = self.eval_outputs["val"]
+        self.test_outputs = self.eval_outputs["test"]
+
+    def _build(self, segmenter_dim: int | None, feature_keys: list[str] | None = None) -> None:
+        args = dict(self.model_args)
+        if segmenter_dim is not None:
+            args["segmenter_dim"] = int(segmenter_dim)
+        if feature_keys is not None:
+            args["feature_keys"] = list(feature_keys)
+        network = create_model(self.model_name, **args)
+        if not isinstance(network, SQAModel):
+            raise TypeError(f"{self.model_name!r} is not an SQA model (SQAModel)")
+        self.model = network
+
+    # ------------------------------------------------------------------ model and data
+    def configure_model(self) -> None:
+        """Build the model once the datamodule tells the segmenter feature size."""
+        if self.model is not None:
+            return
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        dim = getattr(datamodule, "feature_dim", None)
+        if dim is None:
+            if self._trainer is None:  # load_from_checkpoint: on_load_checkpoint builds it
+                return
+            raise ValueError("give segmenter_dim, or a datamodule with `feature_dim`")
+        self._build(dim, getattr(datamodule, "feature_keys", None))
+
+    def setup(self, stage: str) -> None:
+        """Record the image statistics of the data (they go into checkpoints and hub cards)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        band_stats = getattr(datamodule, "band_stats", None)
+        if band_stats is not None:
+            self.band_stats = {band_stats.sensor or "default": band_stats.to_dict()}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the model recipe and the image statistics."""
+        checkpoint["rsfm_model_config"] = model_config(self.model)
+        if self.band_stats is not None:
+            checkpoint["rsfm_band_stats"] = self.band_stats
+        checkpoint["rsfm_task"] = {"task": "segmentation_quality_assessment"}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild a lazily built model before its weights are loaded."""
+        if self.model is None and "rsfm_model_config" in checkpoint:
+            self.model = model_from_config(checkpoint["rsfm_model_config"])
+        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
+
+    # ------------------------------------------------------------------ forward
+    def semantic(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """Frozen semantic features of the batch's images (cached per ``image_id``)."""
+        model = self.model
+        if model is None or model.semantic is None:
+            return None
+        ids = batch.get("image_id")
+        if not self.cache_semantic or ids is None:
+            return model.semantic_features(batch["image"], batch["wavelengths"])
+        keys = [int(i) for i in ids]
+        missing = [n for n, k in enumerate(keys) if k not in self._semantic_cache]
+        if missing:
+            rows = torch.as_tensor(missing, device=batch["image"].device)
+            waves = batch["wavelengths"]
+            waves = waves[rows] if waves.ndim == 2 else waves
+            computed = model.semantic_features(batch["image"][rows], waves)
+            for n, value in zip(missing, computed, strict=True):
+                self._semantic_cache[keys[n]] = value.detach()
+        return torch.stack([self._semantic_cache[k] for k in keys])
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Predicted accuracies ``[B]`` of a batch."""
+        return self.model(batch["segmenter_features"], semantic=self.semantic(batch))
+
+    def compute_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MSE, pairwise ranking, or both."""
+        if self.loss_name == "mse":
+            return F.mse_loss(pred, target)
+        rank = pairwise_rank_loss(pred, target, self.rank_margin)
+        if self.loss_name == "rank":
+            return rank
+        return F.mse_loss(pred, target) + self.rank_weight * rank
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One optimisation step; logs ``train/loss``."""
+        pred = self(batch)
+        loss = self.compute_loss(pred, batch["target"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        pred = self(batch)
+        loss = self.compute_loss(pred, batch["target"])
+        outputs = self.eval_outputs[stage]
+        outputs["pred"].update(pred.detach())
+        outputs["target"].update(batch["target"])
+        outputs["image_id"].update(batch["image_id"].to(pred.dtype))
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=pred.shape[0])
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        outputs = self.eval_outputs[stage]
+        if not outputs["pred"].update_count:
+            return
+        values = {k: m.compute().detach().cpu().numpy() for k, m in outputs.items()}
+        for metric in outputs.values():
+            metric.reset()
+        metrics = sqa_metrics(values["pred"], values["target"], values["image_id"])
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=1)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss; predictions collected for the epoch's correlation metrics."""
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Same as validation, logged under ``test/``."""
+        return self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        """SRCC / PLCC / KRCC / RMSE / recommendation accuracy over the whole split."""
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Same metrics on the test split."""
+        self._log_epoch("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Predicted accuracies with their image ids and segmenters."""
+        return {
+            "pred": self(batch),
+            "image_id": batch.get("image_id"),
+            "segmenter": batch.get("segmenter"),
+        }
+
+
+# ----------------------------------------------------------------------------- synthetic zoo
+def _train_segmenter(
+    datamodule: Any, steps: int, seed: int, lr: float, class_weights: list[float] | None
+) -> nn.Module:
+    """A ``smarties_tiny_seg_linear`` fine-tuned (all weights) for ``steps`` optimiser steps."""
+    pl.seed_everything(seed, verbose=False)
+    task = SegmentationTask(
+        model="smarties_tiny_seg_linear",
+        num_classes=datamodule.num_classes,
+        mode="full",
+        lr=lr,
+        warmup_epochs=0,
+        scheduler="constant",
+        weight_decay=0.0,
+        class_weights=class_weights,
+    )
+    if steps > 0:
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_steps=steps,
+            max_epochs=-1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(task, datamodule=datamodule)
+    return task.model.eval()
+
+
+def synthetic_segmenters(
+    synthetic: SyntheticWorldConfig | None = None,
+    steps: Sequence[int] = (0, 10, 60),
+    blind_class: int | None = 1,
+    noise: float | None = 3.0,
+    confuse: tuple[int, int] | None = (2, 3),
+    seed: int = 0,
+    patch_size: int = 32,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+) -> list[Segmenter]:
+    """Segmenters of different quality on the synthetic world (for SQA experiments and tests).
+
+    All are ``smarties_tiny_seg_linear`` fine-tuned on the world's training scenes:
+
+    - ``seg_steps<n>``: trained for each number of ``steps`` (0 = untrained head and encoder);
+    - ``seg_blind<c>``: the longest training with class ``blind_class`` weighted 0 in the
+      loss, so it never learns that class (weak wherever the class covers much of the image);
+    - ``seg_noisy``: the longest-trained model with Gaussian noise (``noise`` x each tensor's
+      std) added to its head weights (a biased, unevenly degraded classifier);
+    - ``seg_confused<a><b>``: the longest-trained model with classes ``confuse`` swapped.
+
+    Returns:
+        The segmenters, each with the normalisation statistics it was trained with.
+    """
+    datamodule = LabelledGeoDataModule(
+        task="segmentation",
+        synthetic=synthetic or SyntheticWorldConfig(),
+        patch_size=patch_size,
+        batch_size=batch_size,
+        samples_per_epoch=batch_size * max(1, max(steps)),
+        val_samples=batch_size,
+        stats_samples=32,
+        seed=seed,
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    stats = datamodule.band_stats[datamodule.stats_key]
+    recipe = f"synthetic_segmenters(seed={seed}, steps={list(steps)})"
+    out = []
+    for k, n in enumerate(steps):  # independent runs: each starts from its own random init
+        model = _train_segmenter(datamodule, n, seed + 101 * k, lr, None)
+        out.append(Segmenter(f"seg_steps{n}", model, stats, f"{recipe}:steps{n}"))
+    longest = max(steps)
+    best = out[list(steps).index(longest)].model
+    if blind_class is not None:
+        weights = [0.0 if k == blind_class else 1.0 for k in range(datamodule.num_classes)]
+        model = _train_segmenter(datamodule, longest, seed + 101 * len(steps), lr, weights)
+        out.append(Segmenter(f"seg_blind{blind_class}", model, stats, f"{recipe}:blind"))
+    if noise:
+        noisy = copy.deepcopy(best)
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for param in noisy.head.parameters():
+                scale = noise * float(param.std()) if param.numel() > 1 else noise
+                param.add_(torch.randn(param.shape, generator=generator) * scale)
+        out.append(Segmenter("seg_noisy", noisy, stats, f"{recipe}:noise{noise}"))
+    if confuse is not None:
+        a, b = confuse
+        wrapped = ConfusedSegmenter(best, (a, b)).eval()
+        out.append(Segmenter(f"seg_confused{a}{b}", wrapped, stats, f"{recipe}:confuse"))
+    return out
