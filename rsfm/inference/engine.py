@@ -291,6 +291,9 @@ class TiledPredictor:
         self.normalize = normalize
         self.device = torch.device(self.options.device)
         self.last_report: TileReport | None = None
+        # The tiles of the batch being predicted (one per image row), for predict_fns that read
+        # other rasters in the tile's footprint (e.g. a super-resolution reference).
+        self.current_tiles: list[Tile] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -519,7 +522,11 @@ class TiledPredictor:
             return np.empty((0,), dtype=np.float32)
         began = time.perf_counter()
         image = item.image.to(self.device, non_blocking=True)
-        output = self._forward(image, path).float().cpu().numpy()
+        self.current_tiles = list(item.kept)
+        try:
+            output = self._forward(image, path).float().cpu().numpy()
+        finally:
+            self.current_tiles = None
         report.seconds_predict += time.perf_counter() - began
         report.batches += 1
         report.tiles_predicted += len(item.kept)

@@ -6,9 +6,8 @@ overlapping LR tiles, Hann-blended SR tiles, output transform = input transform 
 bounded memory. The reference (and an optional strength GeoTIFF) is read per tile, warped onto
 the tile's HR grid, so neither is ever loaded whole.
 
-The engine's ``predict_fn`` sees only pixels; :class:`PositionedTiledPredictor` records the tiles
-of the batch being predicted so the closure knows where to read the reference (the minimal
-engine change would be an optional ``predict_fn(image, tiles)`` signature).
+The engine's ``predict_fn`` sees only pixels; the engine's ``current_tiles`` names the tiles of
+the batch being predicted, so the closure knows where to read the reference.
 """
 
 from __future__ import annotations
@@ -27,22 +26,6 @@ from rsfm.data.triplets import CoRegisteredTriplet, TripletFiles
 from rsfm.inference.engine import TiledPredictor, TileOptions, TileReport
 from rsfm.inference.tiling import Tile
 from rsfm.models.crefdiff import CRefDiffModel
-
-
-class PositionedTiledPredictor(TiledPredictor):
-    """A :class:`TiledPredictor` that exposes the tiles of the batch being predicted.
-
-    ``current_tiles`` holds the batch's kept tiles (one per image row) while ``predict_fn`` runs.
-    """
-
-    current_tiles: list[Tile] | None = None
-
-    def _predict_batch(self, item: Any, path: Path, report: TileReport) -> np.ndarray:
-        self.current_tiles = list(item.kept)
-        try:
-            return super()._predict_batch(item, path, report)
-        finally:
-            self.current_tiles = None
 
 
 class ReferenceSRPredictor:
@@ -77,7 +60,7 @@ class ReferenceSRPredictor:
         self.model, self.grid, self.strength = model, grid, float(strength)
         self.strength_grid, self.lr_stats, self.ref_stats = strength_grid, lr_stats, ref_stats
         self.steps, self.start, self.start_fraction, self.seed = steps, start, start_fraction, seed
-        self.predictor: PositionedTiledPredictor | None = None
+        self.predictor: TiledPredictor | None = None
 
     def _tile_inputs(
         self, tile: Tile, size: int
@@ -202,7 +185,7 @@ def super_resolve(
         band_names=tuple(f"sr_{i + 1}" for i in range(model.in_channels)), progress=progress,
         resume=False, device=device,
     )  # fmt: skip
-    engine = PositionedTiledPredictor(predict, options, normalize)
+    engine = TiledPredictor(predict, options, normalize)
     predict.predictor = engine
     try:
         return engine.run(lr_path, output_path, bands)
@@ -273,7 +256,6 @@ def super_resolve_main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "PositionedTiledPredictor",
     "ReferenceSRPredictor",
     "super_resolve",
     "super_resolve_main",
