@@ -127,7 +127,12 @@ def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # 
         w = waves.to(image.device)
         if hasattr(model, "head") and getattr(model, "dense", False):
             out = model(image, w)
-            return out.softmax(dim=1) if output in ("classes", "probabilities") else out
+            if output not in ("classes", "probabilities"):
+                return out
+            if out.shape[1] == 1:  # a binary logit: two-class probabilities [1 - p, p]
+                positive = out.sigmoid()
+                return torch.cat([1 - positive, positive], dim=1)
+            return out.softmax(dim=1)
         encoder = getattr(model, "encoder", model)
         features = encoder.forward_spatial(image, w)
         return F.interpolate(features, size=image.shape[-2:], mode="bilinear", align_corners=False)
@@ -139,9 +144,9 @@ def default_output(model: nn.Module, card: dict[str, Any]) -> str:
     """``classes`` for dense classifiers, ``values`` for regressors, else ``embeddings``."""
     task = str(card.get("rsfm", {}).get("task", ""))
     if hasattr(model, "head") and getattr(model, "dense", False):
-        if "regression" in task or getattr(model, "num_outputs", 2) == 1:
+        if "regression" in task:
             return "values"
-        return "classes"
+        return "classes"  # one output channel: a binary logit (see make_predict_fn)
     return "embeddings"
 
 

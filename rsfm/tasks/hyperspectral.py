@@ -1,0 +1,281 @@
+"""Hyperspectral segmentation: binary (e.g. methane plume) or multi-class (minerals, land cover).
+
+Any registered model mapping ``(image, wavelengths) -> [B, K, H, W]`` trains here
+(``hyperseg_tiny``, ``hyperefficientvit_tiny``, ``segformer_tiny``, ``smarties_tiny_hsi_seg``).
+
+- **Binary** (``num_classes=2``, the default): the plume logit is ``z = l_1 - l_0`` of a 2-output
+  model (or ``l_0`` of a 1-output one), trained with ``BCEWithLogits`` (``pos_weight`` for rare
+  positives). ``sigmoid(l_1 - l_0)`` equals the 2-class softmax, so ``rsfm tile`` on a 2-output
+  model writes plume classes / probabilities directly.
+- **Multi-class**: cross-entropy with optional class weights.
+
+Unlabelled pixels (``mask == ignore_index``) and invalid pixels (``valid`` False) are ignored.
+Training batches get random flips and 90-degree rotations (image, mask and valid together).
+Metrics (torchmetrics): precision, recall, F1, IoU and AUPRC (average precision), macro-averaged
+over classes in the multi-class case. Data (normalisation with outlier cut, bad-band dropping,
+weighted sampling of rare positives) comes from
+:class:`rsfm.data.hyperspectral.HyperspectralDataModule`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryRecall,
+    MulticlassAveragePrecision,
+    MulticlassF1Score,
+    MulticlassJaccardIndex,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+import rsfm.models.hyperspectral  # noqa: F401  (registers the hyperspectral variants)
+from rsfm.models.registry import create_model, model_config
+from rsfm.tasks.base import BaseTask
+
+IGNORE_INDEX = -1
+AUPRC_BINS = 200  # binned average precision: constant memory on any validation set
+
+
+def augment_batch(
+    batch: dict[str, Any], generator: torch.Generator | None = None
+) -> dict[str, Any]:
+    """Random flip + 90-degree rotation per sample, applied alike to image, mask and valid.
+
+    Hand-written with ``torch.rot90`` / ``torch.flip``: exact for integer masks (no resampling),
+    which interpolating augmentation libraries do not guarantee.
+    """
+    image = batch["image"]
+    if image.shape[-1] != image.shape[-2]:
+        return batch  # rotations need square windows
+    keys = [k for k in ("image", "mask", "valid") if isinstance(batch.get(k), torch.Tensor)]
+    draws = torch.randint(0, 8, (image.shape[0],), generator=generator).tolist()
+    out = {k: list(batch[k].unbind(0)) for k in keys}
+    for i, code in enumerate(draws):
+        for key in keys:
+            value = out[key][i]
+            if code >= 4:
+                value = value.flip(-1)
+            out[key][i] = torch.rot90(value, code % 4, dims=(-2, -1))
+    return {**batch, **{k: torch.stack(v) for k, v in out.items()}}
+
+
+class HyperspectralSegmentationTask(BaseTask):
+    """Segmentation of hyperspectral scenes (see the module docstring).
+
+    Args:
+        model: Registered model taking ``(image, wavelengths)``.
+        num_classes: Classes K; 2 means binary (background / target).
+        model_args: Overrides of the model's init args (``num_outputs`` defaults to K).
+        binary: Force the binary (BCE) or multi-class (CE) objective; None: binary iff K == 2.
+        ignore_index: Label value excluded from loss and metrics.
+        pos_weight: BCE weight of positive pixels (binary).
+        class_weights: CE weight per class (multi-class).
+        threshold: Probability above which a pixel is positive (binary metrics).
+        augment: Random flips and 90-degree rotations of training batches.
+        optimizer: timm optimiser name.
+        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
+        base_lr: Base learning rate of the scaling rule.
+        weight_decay: Decoupled weight decay.
+        betas: Adam betas.
+        warmup_epochs: Linear warm-up length in epochs.
+        min_lr: Final learning rate of the cosine decay.
+        scheduler: ``cosine`` or ``constant``.
+    """
+
+    task_name = "hyperspectral_segmentation"
+
+    def __init__(
+        self,
+        model: str = "hyperseg_tiny",
+        num_classes: int = 2,
+        model_args: dict[str, Any] | None = None,
+        binary: bool | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        pos_weight: float | None = None,
+        class_weights: list[float] | None = None,
+        threshold: float = 0.5,
+        augment: bool = True,
+        optimizer: str = "adamw",
+        lr: float | None = 1e-3,
+        base_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_epochs: float = 0.0,
+        min_lr: float = 0.0,
+        scheduler: str = "cosine",
+    ) -> None:
+        super().__init__(
+            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
+        )
+        self.save_hyperparameters()
+        self.binary = num_classes == 2 if binary is None else bool(binary)
+        if self.binary and num_classes != 2:
+            raise ValueError(f"a binary task has 2 classes, got num_classes={num_classes}")
+        overrides = {"num_outputs": num_classes, **(model_args or {})}
+        self.model = create_model(model, **overrides)
+        outputs = int(getattr(self.model, "num_outputs", overrides["num_outputs"]))
+        if outputs not in ((1, 2) if self.binary else (num_classes,)):
+            raise ValueError(
+                f"model {model!r} has {outputs} outputs; the task needs "
+                f"{'1 or 2' if self.binary else num_classes}"
+            )
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.threshold = threshold
+        self.augment = augment
+        self.pos_weight = pos_weight
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        if weight is not None and weight.numel() != num_classes:
+            raise ValueError(f"{weight.numel()} class_weights for {num_classes} classes")
+        self.register_buffer("class_weights", weight, persistent=False)
+        self.band_stats: dict[str, dict[str, Any]] | None = None
+        self.class_names: list[str] | None = None
+        metrics = self.build_metrics()
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    # ------------------------------------------------------------------ metrics and loss
+    def build_metrics(self) -> MetricCollection:
+        """Precision, recall, F1, IoU and AUPRC (binary, or macro over classes)."""
+        if self.binary:
+            t = self.threshold
+            return MetricCollection(
+                {
+                    "precision": BinaryPrecision(threshold=t),
+                    "recall": BinaryRecall(threshold=t),
+                    "f1": BinaryF1Score(threshold=t),
+                    "iou": BinaryJaccardIndex(threshold=t),
+                    "auprc": BinaryAveragePrecision(thresholds=AUPRC_BINS),
+                }
+            )
+        k, ignore = self.num_classes, self.ignore_index
+        return MetricCollection(
+            {
+                "precision": MulticlassPrecision(k, average="macro", ignore_index=ignore),
+                "recall": MulticlassRecall(k, average="macro", ignore_index=ignore),
+                "f1": MulticlassF1Score(k, average="macro", ignore_index=ignore),
+                "iou": MulticlassJaccardIndex(k, average="macro", ignore_index=ignore),
+                "auprc": MulticlassAveragePrecision(
+                    k, average="macro", thresholds=AUPRC_BINS, ignore_index=ignore
+                ),
+            }
+        )
+
+    def target_logit(self, output: torch.Tensor) -> torch.Tensor:
+        """Binary logit ``[B, H, W]``: ``l_1 - l_0`` (2 outputs) or ``l_0`` (1 output)."""
+        return output[:, 0] if output.shape[1] == 1 else output[:, 1] - output[:, 0]
+
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-pixel probabilities: ``[B, H, W]`` (binary) or ``[B, K, H, W]``."""
+        if self.binary:
+            return torch.sigmoid(self.target_logit(output))
+        return output.softmax(dim=1)
+
+    def loss_and_targets(
+        self, output: torch.Tensor, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(loss, predictions, targets) over labelled valid pixels; None if there are none."""
+        mask = batch["mask"].long()
+        if "valid" in batch:
+            mask = mask.masked_fill(~batch["valid"].bool(), self.ignore_index)
+        labelled = mask != self.ignore_index
+        if not bool(labelled.any()):
+            return None
+        if self.binary:
+            logit = self.target_logit(output)[labelled]
+            target = (mask[labelled] == 1).to(logit.dtype)
+            pos_weight = (
+                None
+                if self.pos_weight is None
+                else torch.tensor(self.pos_weight, dtype=logit.dtype, device=logit.device)
+            )
+            loss = F.binary_cross_entropy_with_logits(logit, target, pos_weight=pos_weight)
+            return loss, torch.sigmoid(logit.detach()), target.long()
+        loss = F.cross_entropy(
+            output, mask, weight=self.class_weights, ignore_index=self.ignore_index
+        )
+        return loss, output.detach(), mask
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, image: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
+        """The model's logits ``[B, K, H, W]``."""
+        return self.model(image, wavelengths)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One optimisation step on an augmented batch; logs ``train/loss``."""
+        if "image" not in batch:
+            return None
+        if self.augment:
+            batch = augment_batch(batch)
+        result = self.loss_and_targets(self(batch["image"], batch["wavelengths"]), batch)
+        if result is None:
+            return None
+        self.log("train/loss", result[0], prog_bar=True, batch_size=batch["image"].shape[0])
+        return result[0]
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+        if "image" not in batch:
+            return None
+        result = self.loss_and_targets(self(batch["image"], batch["wavelengths"]), batch)
+        if result is None:
+            return None
+        loss, preds, target = result
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(preds, target)
+        size = batch["image"].shape[0]
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Loss and metrics on held-out windows."""
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Same as validation, logged under ``test/``."""
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Probabilities with the windows' georeferencing."""
+        output = self(batch["image"], batch["wavelengths"])
+        return {
+            "prediction": self.probabilities(output),
+            "bounds": batch.get("bounds"),
+            "crs": batch.get("crs"),
+        }
+
+    # ------------------------------------------------------------------ data and checkpoints
+    def setup(self, stage: str) -> None:
+        """Record the datamodule's normalisation statistics and class names (for the hub card)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        used = getattr(datamodule, "band_stats", None) or {}
+        if used:
+            self.band_stats = {name: stats.to_dict() for name, stats in used.items()}
+        self.class_names = getattr(datamodule, "class_names", None) or self.class_names
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the model recipe, normalisation statistics and task facts."""
+        checkpoint["rsfm_model_config"] = model_config(self.model)
+        if self.band_stats is not None:
+            checkpoint["rsfm_band_stats"] = self.band_stats
+        checkpoint["rsfm_task"] = {
+            "task": self.task_name,
+            "binary": self.binary,
+            "class_names": self.class_names,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore what :meth:`on_save_checkpoint` stored."""
+        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
+        self.class_names = checkpoint.get("rsfm_task", {}).get("class_names", self.class_names)
