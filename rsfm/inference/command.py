@@ -144,9 +144,10 @@ def default_output(model: nn.Module, card: dict[str, Any]) -> str:
     """``classes`` for dense classifiers, ``values`` for regressors, else ``embeddings``."""
     task = str(card.get("rsfm", {}).get("task", ""))
     if hasattr(model, "head") and getattr(model, "dense", False):
-        if "regression" in task:
+        single = getattr(model, "num_outputs", 2) == 1
+        if "regression" in task or (single and "segmentation" not in task):
             return "values"
-        return "classes"  # one output channel: a binary logit (see make_predict_fn)
+        return "classes"  # a one-channel segmenter outputs a binary logit (make_predict_fn)
     return "embeddings"
 
 
