@@ -1,0 +1,199 @@
+"""Text-to-image diffusion training (Text2Earth-style) as a LightningModule."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from rsfm.models.registry import create_model, model_config
+from rsfm.tasks.base import BaseTask
+
+EMA_PREFIX = "ema_model."
+
+
+class Text2ImageTask(BaseTask):
+    """Train a text- and resolution-conditioned diffusion model on caption batches.
+
+    Batches are :class:`rsfm.data.captions.CaptionDataModule` dicts (``image``,
+    ``wavelengths``, ``caption`` list, ``gsd`` with NaN = unknown, ``valid``). Captions and
+    resolutions are dropped independently (``text_drop`` / ``gsd_drop``) so the model also
+    learns the unconditional and text-only predictions that guidance needs.
+
+    An exponential moving average of the trainable weights (diffusers' ``EMAModel``) is kept
+    when ``ema_decay`` is set; validation runs on the EMA weights, checkpoints store them under
+    ``ema_model.`` (push them with ``rsfm.hub.push_checkpoint(..., prefix="ema_model.")`` or
+    ``rsfm.hub.push(task.ema_network(), ...)``).
+
+    Args:
+        model: Registered model name (``text2earth_tiny``, ``text2earth_base``).
+        model_args: Overrides of the variant's init args (e.g. ``prediction_type``).
+        text_drop: Probability of training a sample with the empty caption.
+        gsd_drop: Probability (independent) of training a sample with the null resolution.
+        min_snr_gamma: Min-SNR-gamma loss weighting (None: plain MSE).
+        ema_decay: EMA decay (None: no EMA).
+        ema_warmup: Ramp the EMA decay up over the first steps.
+        optimizer: timm optimiser name.
+        lr: Absolute learning rate (None: ``base_lr * effective_batch / 256``).
+        base_lr: Base learning rate of the scaling rule.
+        weight_decay: Decoupled weight decay.
+        betas: Adam betas.
+        warmup_epochs: Linear warm-up length in epochs.
+        min_lr: Final learning rate of the cosine decay.
+        scheduler: ``cosine`` or ``constant``.
+    """
+
+    def __init__(
+        self,
+        model: str = "text2earth_tiny",
+        model_args: dict[str, Any] | None = None,
+        text_drop: float = 0.1,
+        gsd_drop: float = 0.1,
+        min_snr_gamma: float | None = 5.0,
+        ema_decay: float | None = 0.9999,
+        ema_warmup: bool = True,
+        optimizer: str = "adamw",
+        lr: float | None = 1e-4,
+        base_lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_epochs: float = 0.0,
+        min_lr: float = 0.0,
+        scheduler: str = "constant",
+    ) -> None:
+        super().__init__(
+            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
+        )
+        for name, value in (("text_drop", text_drop), ("gsd_drop", gsd_drop)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        self.save_hyperparameters()
+        import rsfm.models.text2earth  # noqa: F401  (registers the text2earth variants)
+
+        self.model = create_model(model, **(model_args or {}))
+        self.text_drop, self.gsd_drop, self.min_snr_gamma = text_drop, gsd_drop, min_snr_gamma
+        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+        self.ema: Any = None
+        self._loaded_ema: dict[str, torch.Tensor] | None = None
+        self.band_stats: dict[str, Any] | None = None
+
+    # --------------------------------------------------------------------------------- EMA
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def on_fit_start(self) -> None:
+        """Create the EMA (on the model's device), restoring averages from a checkpoint."""
+        if self.ema_decay is None:
+            return
+        from rsfm.models.diffusion import make_ema
+
+        self.ema = make_ema(self._trainable(), self.ema_decay, self.ema_warmup)
+        if self._loaded_ema is not None:
+            shadow = [self._loaded_ema[n].to(self.device) for n in self._trainable_names()]
+            self.ema.shadow_params = shadow
+            self.ema.optimization_step = int(self._loaded_ema.get("__step__", torch.tensor(0)))
+            self._loaded_ema = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the moving average after each optimiser step."""
+        if self.ema is not None:
+            self.ema.step(self._trainable())
+
+    def _swap_in_ema(self) -> bool:
+        if self.ema is None:
+            return False
+        self.ema.store(self._trainable())
+        self.ema.copy_to(self._trainable())
+        return True
+
+    def on_validation_epoch_start(self) -> None:
+        """Validate with the EMA weights."""
+        self._ema_swapped = self._swap_in_ema()
+
+    def on_validation_epoch_end(self) -> None:
+        """Put the training weights back."""
+        if getattr(self, "_ema_swapped", False):
+            self.ema.restore(self._trainable())
+            self._ema_swapped = False
+
+    def ema_network(self) -> nn.Module:
+        """A copy of the network carrying the EMA weights (the network itself without EMA)."""
+        network = copy.deepcopy(self.model)
+        if self.ema is not None:
+            trainable = [p for p in network.parameters() if p.requires_grad]
+            self.ema.copy_to(trainable)
+        return network.eval()
+
+    # ------------------------------------------------------------------------------ steps
+    def _loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Any:
+        return self.model(
+            batch["image"],
+            batch.get("wavelengths"),
+            batch["caption"],
+            batch.get("gsd"),
+            valid=batch.get("valid"),
+            text_drop=self.text_drop if generator is None else 0.0,
+            gsd_drop=self.gsd_drop if generator is None else 0.0,
+            min_snr_gamma=self.min_snr_gamma,
+            generator=generator,
+        )["loss"]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One denoising step; logs ``train/loss``."""
+        if "image" not in batch:
+            return None
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(batch["image"].shape[0]))
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str, seed: int) -> torch.Tensor | None:
+        # Fixed timesteps and noise per batch so epochs compare like with like.
+        if "image" not in batch:
+            return None
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        loss = self._loss(batch, generator)
+        size = int(batch["image"].shape[0])
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Conditional denoising loss on held-out images (EMA weights)."""
+        return self._eval_step(batch, "val", 1234 + batch_idx)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Same as validation, logged under ``test/``."""
+        return self._eval_step(batch, "test", 4321 + batch_idx)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Images generated for the batch's captions and GSDs (default sampler settings)."""
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        images = self.model.generate(batch["caption"], batch.get("gsd"), generator=generator)
+        return {"image": images, "caption": batch["caption"], "gsd": batch.get("gsd")}
+
+    # ------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the rebuild recipe and the EMA weights (``ema_model.*`` in the state dict)."""
+        checkpoint["rsfm_model_config"] = model_config(self.model)
+        if self.band_stats is not None:
+            checkpoint["rsfm_band_stats"] = self.band_stats
+        if self.ema is None:
+            return
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        for name, shadow in zip(self._trainable_names(), self.ema.shadow_params, strict=True):
+            state[name] = shadow.detach().clone()
+        checkpoint["state_dict"].update({EMA_PREFIX + k: v for k, v in state.items()})
+        checkpoint["rsfm_ema_step"] = int(self.ema.optimization_step)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the EMA weights out of the state dict (restored in :meth:`on_fit_start`)."""
+        state = checkpoint["state_dict"]
+        ema = {k[len(EMA_PREFIX) :]: state.pop(k) for k in list(state) if k.startswith(EMA_PREFIX)}
+        if ema:
+            ema["__step__"] = torch.tensor(int(checkpoint.get("rsfm_ema_step", 0)))
+            self._loaded_ema = ema
+        self.band_stats = checkpoint.get("rsfm_band_stats")
