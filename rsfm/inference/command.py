@@ -121,6 +121,10 @@ def _stats_for(waves: np.ndarray, stats_by_sensor: dict[str, BandStats]) -> Band
 def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # noqa: ANN201
     """``[B,C,T,T] -> [B,K,T,T]`` for a fine-tuned dense model or an encoder (embeddings)."""
     waves = torch.as_tensor(wavelengths)
+    from rsfm.models.colearning import CoLearningModel, window_predict_fn
+
+    if isinstance(model, CoLearningModel):  # window-level classes from the input's modality
+        return torch.no_grad()(window_predict_fn(model, waves, probabilities=output != "values"))
 
     @torch.no_grad()
     def predict(image: torch.Tensor) -> torch.Tensor:
@@ -143,6 +147,10 @@ def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # 
 def default_output(model: nn.Module, card: dict[str, Any]) -> str:
     """``classes`` for dense classifiers, ``values`` for regressors, else ``embeddings``."""
     task = str(card.get("rsfm", {}).get("task", ""))
+    from rsfm.models.colearning import CoLearningModel
+
+    if isinstance(model, CoLearningModel):  # window-level classes
+        return "values" if "regression" in task else "classes"
     if hasattr(model, "head") and getattr(model, "dense", False):
         single = getattr(model, "num_outputs", 2) == 1
         if "regression" in task or (single and "segmentation" not in task):

@@ -1,0 +1,382 @@
+"""Multi-modal co-learning (MDiCo-style) of a :class:`~rsfm.models.colearning.CoLearningModel`.
+
+Loss (weights from ``loss_weights``; a term with weight 0 is not computed):
+
+- ``main``: the task loss of every modality's main head on ``concat[specific, shared]``,
+  averaged over the modalities of the batch;
+- ``auxiliary``: the task loss of the shared auxiliary head on ``specific`` and on ``shared``
+  (mean of the two), averaged over modalities;
+- ``contrastive``: symmetric NT-Xent (InfoNCE in both directions, ``temperature``) between the
+  ``shared`` parts of every pair of modalities: the same place is the positive, the other
+  places of the batch the negatives; averaged over pairs;
+- ``discriminative``: cross-entropy of the modality-discrimination heads on the ``specific``
+  (and ``unused``) halves against the modality index, averaged over modalities.
+
+Task losses: cross-entropy (``classification``), binary cross-entropy (``multilabel``), MSE
+(``regression``: the window mean of the ``target`` raster, or ``target`` [B, K]). Validation and
+test log the metrics of the prediction from all modalities (``val/accuracy`` ...) and of every
+modality alone (``val/s1/accuracy`` ...): accuracy (OA), balanced accuracy and macro F1; mAP
+and macro F1; or R2 and RMSE. The contrastive and discrimination terms need two modalities;
+with one (a single-modality baseline) only the task terms train.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanSquaredError, MetricCollection, R2Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelAveragePrecision,
+    MultilabelF1Score,
+)
+
+from rsfm.models.colearning import CoLearningModel, PooledSmartiesEncoder
+from rsfm.models.finetune import load_backbone_weights
+from rsfm.models.registry import create_model, model_config
+from rsfm.tasks.base import BaseTask
+
+TASK_TYPES = ("classification", "multilabel", "regression")
+LOSS_TERMS = ("main", "auxiliary", "contrastive", "discriminative")
+DEFAULT_LOSS_WEIGHTS = {"main": 1.0, "auxiliary": 1.0, "contrastive": 1.0, "discriminative": 1.0}
+PAIR_BATCH_KEYS = (
+    {"image": "image", "wavelengths": "wavelengths"},
+    {"image": "pair_image", "wavelengths": "pair_wavelengths"},
+)
+
+
+def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric NT-Xent between two views ``[B, d]`` whose rows ``i`` belong together.
+
+    Hand-written: it is two cross-entropies over cosine similarities; open_clip's ``ClipLoss``
+    (the library version) costs seconds of import and wants a logit scale, not a temperature.
+    """
+    first, second = F.normalize(first, dim=1), F.normalize(second, dim=1)
+    logits = first @ second.T / temperature  # [B, B]: row i's positive is column i
+    target = torch.arange(first.shape[0], device=first.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class CoLearningTask(BaseTask):
+    """Co-learning of specific and shared per-modality encoders (see the module docstring).
+
+    Args:
+        model: Registered co-learning variant (``colearn_tiny_s1s2``; ``colearn_tiny_s1`` is
+            the single-modality baseline).
+        num_outputs: Classes or regression outputs K (overrides the variant's).
+        task_type: ``classification``, ``multilabel`` or ``regression``.
+        model_args: Further overrides of the variant's init args (``modalities`` ...).
+        loss_weights: Weights of ``main``, ``auxiliary``, ``contrastive``, ``discriminative``
+            (missing terms keep their default 1.0).
+        temperature: NT-Xent temperature.
+        threshold: Probability above which a class counts as predicted (multi-label F1).
+        batch_keys: ``{modality: {"image": key, "wavelengths": key}}`` of the batches (default:
+            the datamodule's ``modality_keys``, else the model's first modality reads
+            ``image``, the second ``pair_image``).
+        weights: ``{modality: checkpoint / .safetensors / hub name}`` of pretrained SMARTIES
+            encoders, loaded into that modality's specific and shared encoders.
+        optimizer: timm optimiser name.
+        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
+        base_lr: Base learning rate of the scaling rule.
+        weight_decay: Decoupled weight decay.
+        betas: Adam betas.
+        warmup_epochs: Linear warm-up length in epochs.
+        min_lr: Final learning rate of the cosine decay.
+        scheduler: ``cosine`` or ``constant``.
+    """
+
+    def __init__(
+        self,
+        model: str = "colearn_tiny_s1s2",
+        num_outputs: int | None = None,
+        task_type: str = "classification",
+        model_args: dict[str, Any] | None = None,
+        loss_weights: dict[str, float] | None = None,
+        temperature: float = 0.1,
+        threshold: float = 0.5,
+        batch_keys: dict[str, dict[str, str]] | None = None,
+        weights: dict[str, str] | None = None,
+        optimizer: str = "adamw",
+        lr: float | None = None,
+        base_lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_epochs: float = 1.0,
+        min_lr: float = 0.0,
+        scheduler: str = "cosine",
+    ) -> None:
+        super().__init__(
+            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
+        )
+        if task_type not in TASK_TYPES:
+            raise ValueError(f"unknown task_type {task_type!r}; expected one of {TASK_TYPES}")
+        unknown = sorted(set(loss_weights or {}) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"unknown loss_weights {unknown}; expected among {LOSS_TERMS}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        overrides = dict(model_args or {})
+        if num_outputs is not None:
+            overrides["num_outputs"] = num_outputs
+        network = create_model(model, **overrides)
+        if not isinstance(network, CoLearningModel):
+            raise TypeError(f"{model!r} is not a co-learning model (CoLearningModel)")
+        self.save_hyperparameters()
+        self.model = network
+        self.task_type = task_type
+        self.num_outputs = network.num_outputs
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        self.temperature = temperature
+        self.threshold = threshold
+        self.batch_keys = {k: dict(v) for k, v in (batch_keys or {}).items()} or None
+        self.band_stats: dict[str, dict[str, Any]] | None = None
+        self.class_names: list[str] | None = None
+        if weights:
+            self.band_stats = self._load_encoder_weights(weights)
+        metrics = self.build_metrics()
+        groups = ["all", *network.modality_names]
+        self.val_metrics = nn.ModuleDict(
+            {g: metrics.clone(prefix=_prefix("val", g)) for g in groups}
+        )
+        self.test_metrics = nn.ModuleDict(
+            {g: metrics.clone(prefix=_prefix("test", g)) for g in groups}
+        )
+
+    # ------------------------------------------------------------------ setup
+    def _load_encoder_weights(self, weights: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        stats: dict[str, dict[str, Any]] = {}
+        for name, source in weights.items():
+            if name not in self.model.modality_names:
+                raise ValueError(f"weights for unknown modality {name!r}")
+            backbone = self.model.init_args["modalities"][name]["encoder"]
+            for encoders in (self.model.specific_encoders, self.model.shared_encoders):
+                encoder = encoders[name]
+                if not isinstance(encoder, PooledSmartiesEncoder):
+                    raise ValueError(f"modality {name!r}: only SMARTIES encoders load weights")
+                shim = SimpleNamespace(encoder=encoder.encoder, init_args={"backbone": backbone})
+                stats.update(load_backbone_weights(shim, source) or {})
+        return stats
+
+    def build_metrics(self) -> MetricCollection:
+        """OA, balanced accuracy + macro F1; mAP + macro F1; or R2 + RMSE."""
+        k = self.num_outputs
+        if self.task_type == "classification":
+            return MetricCollection(
+                {
+                    "accuracy": MulticlassAccuracy(k, average="micro"),
+                    "accuracy_macro": MulticlassAccuracy(k, average="macro"),
+                    "f1": MulticlassF1Score(k, average="macro"),
+                }
+            )
+        if self.task_type == "multilabel":
+            return MetricCollection(
+                {
+                    "map": MultilabelAveragePrecision(k, average="macro"),
+                    "f1": MultilabelF1Score(k, threshold=self.threshold, average="macro"),
+                }
+            )
+        return MetricCollection(
+            {"r2": R2Score(), "rmse": MeanSquaredError(squared=False, num_outputs=k)}
+        )
+
+    def setup(self, stage: str) -> None:
+        """Take batch keys, normalisation statistics and class names from the datamodule."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if self.batch_keys is None:
+            keys = getattr(datamodule, "modality_keys", None)
+            self.batch_keys = dict(keys) if keys else self._default_keys()
+        if not set(self.batch_keys) & set(self.model.modality_names):
+            raise ValueError(
+                f"the batches hold modalities {sorted(self.batch_keys)}, the model "
+                f"{self.model.modality_names}: none in common"
+            )
+        used = getattr(datamodule, "band_stats", None) or {}
+        if used:
+            own = {name: s if isinstance(s, dict) else s.to_dict() for name, s in used.items()}
+            self.band_stats = {**(self.band_stats or {}), **own}
+        self.class_names = getattr(datamodule, "class_names", None) or self.class_names
+
+    def _default_keys(self) -> dict[str, dict[str, str]]:
+        names = self.model.modality_names[: len(PAIR_BATCH_KEYS)]
+        return {name: dict(PAIR_BATCH_KEYS[i]) for i, name in enumerate(names)}
+
+    # ------------------------------------------------------------------ batches and losses
+    def inputs(self, batch: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{modality: (image, wavelengths)}`` of the model's modalities present in a batch."""
+        keys = self.batch_keys or self._default_keys()
+        return {
+            name: (batch[keys[name]["image"]], batch[keys[name]["wavelengths"]])
+            for name in self.model.modality_names
+            if name in keys and keys[name]["image"] in batch
+        }
+
+    def targets(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets, kept samples): int64 [B], float [B, K] or, for regression, [B, K]."""
+        if self.task_type == "regression":
+            target = batch["target"].float()
+            if target.ndim > 2:  # a target raster per window: its mean over known pixels
+                target = target.flatten(1).nanmean(dim=1, keepdim=True)
+            target = target.reshape(target.shape[0], -1)
+            return target, torch.isfinite(target).all(dim=1)
+        label = batch["label"]
+        kept = torch.ones(label.shape[0], dtype=torch.bool, device=label.device)
+        return (label.float() if self.task_type == "multilabel" else label.long()), kept
+
+    def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, binary cross-entropy or MSE."""
+        if self.task_type == "classification":
+            return F.cross_entropy(output, target)
+        if self.task_type == "multilabel":
+            return F.binary_cross_entropy_with_logits(output, target)
+        return F.mse_loss(output, target)
+
+    def losses(self, out: Mapping[str, Any], target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted loss terms and their sum ``loss`` from :meth:`CoLearningModel.heads`."""
+        names = list(out["logits"])
+        weights = self.loss_weights
+        zero = out["logits"][names[0]].new_zeros(())
+        terms = {"main": torch.stack([self.task_loss(out["logits"][n], target) for n in names])}
+        if weights["auxiliary"]:
+            terms["auxiliary"] = torch.stack(
+                [
+                    0.5 * self.task_loss(out["aux_specific"][n], target)
+                    + 0.5 * self.task_loss(out["aux_shared"][n], target)
+                    for n in names
+                ]
+            )
+        if weights["contrastive"] and len(names) > 1:
+            shared = out["shared"]
+            terms["contrastive"] = torch.stack(
+                [
+                    nt_xent(shared[a], shared[b], self.temperature)
+                    for a, b in itertools.combinations(names, 2)
+                ]
+            )
+        if weights["discriminative"] and len(names) > 1:
+            per_modality = []
+            for name in names:
+                index = self.model.modality_names.index(name)
+                logits = [out["modality_specific"][name]]
+                if out["modality_unused"]:
+                    logits.append(out["modality_unused"][name])
+                label = torch.full((logits[0].shape[0],), index, device=logits[0].device)
+                per_modality.append(torch.stack([F.cross_entropy(x, label) for x in logits]).mean())
+            terms["discriminative"] = torch.stack(per_modality)
+        result = {name: value.mean() for name, value in terms.items()}
+        result["loss"] = sum((weights[n] * v for n, v in result.items()), zero)
+        return result
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, image: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
+        """Single-modality logits ``[B, K]`` (the modality recognised from the wavelengths)."""
+        return self.model(image, wavelengths)
+
+    def _step(
+        self, batch: Mapping[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], torch.Tensor, int] | None:
+        inputs = self.inputs(batch)
+        if not inputs:
+            return None
+        target, kept = self.targets(batch)
+        if not bool(kept.any()):
+            return None
+        if not bool(kept.all()):
+            inputs = {n: (x[kept], w[kept] if w.ndim > 1 else w) for n, (x, w) in inputs.items()}
+            target = target[kept]
+        parts = self.model.encode(inputs)
+        losses = self.losses(self.model.heads(parts), target)
+        return losses, parts, target, int(target.shape[0])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Weighted co-learning loss; logs ``train/loss`` and every term (``train/main`` ...)."""
+        self.log(
+            "train/skipped_windows",
+            float(batch.get("n_skipped", 0)),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            batch_size=1,
+        )
+        result = self._step(batch)
+        if result is None:
+            return None
+        losses, _, _, size = result
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
+        terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
+        self.log_dict(terms, batch_size=size)
+        return losses["loss"]
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+        result = self._step(batch)
+        if result is None:
+            return None
+        losses, parts, target, size = result
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        groups = {"all": parts, **{n: {n: p} for n, p in parts.items()}}
+        for group, subset in groups.items():
+            output = self.model.predict_from_parts(subset)
+            metrics[group].update(*self._metric_inputs(output, target))
+            self.log_dict(metrics[group], on_step=False, on_epoch=True, batch_size=size)
+        self.log(f"{stage}/loss", losses["loss"], prog_bar=stage == "val", batch_size=size)
+        return losses["loss"]
+
+    def _metric_inputs(
+        self, output: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        output = output.detach()
+        if self.task_type == "multilabel":
+            return torch.sigmoid(output), target.long()
+        if self.task_type == "regression" and self.num_outputs == 1:
+            return output.squeeze(1), target.squeeze(1)
+        return output, target
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Loss; metrics of all modalities together and of each alone."""
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Same as validation, logged under ``test/``."""
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Logits from all modalities and from each alone, with the windows' georeferencing."""
+        inputs = self.inputs(batch)
+        parts = self.model.encode(inputs)
+        alone = {n: self.model.predict_from_parts({n: p}) for n, p in parts.items()}
+        return {
+            "prediction": self.model.predict_from_parts(parts),
+            "alone": alone,
+            "bounds": batch.get("bounds"),
+            "crs": batch.get("crs"),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the model recipe, normalisation statistics and task facts."""
+        checkpoint["rsfm_model_config"] = model_config(self.model)
+        if self.band_stats is not None:
+            checkpoint["rsfm_band_stats"] = self.band_stats
+        checkpoint["rsfm_task"] = {
+            "task": self.task_type,
+            "class_names": self.class_names,
+            "modalities": self.model.modality_names,
+            "batch_keys": self.batch_keys,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore what :meth:`on_save_checkpoint` stored."""
+        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
+        facts = checkpoint.get("rsfm_task", {})
+        self.class_names = facts.get("class_names", self.class_names)
+        self.batch_keys = facts.get("batch_keys") or self.batch_keys
+
+
+def _prefix(stage: str, group: str) -> str:
+    return f"{stage}/" if group == "all" else f"{stage}/{group}/"
