@@ -1,4 +1,5 @@
-"""The whole path on CPU: train -> checkpoint -> hub push -> pull -> load -> tiled inference."""
+"""The whole path on CPU: embedded default -> fine-tune -> checkpoint -> hub push -> pull -> load
+-> tiled inference."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import pytest
 import rasterio
 import torch
 
@@ -15,10 +17,12 @@ from rsfm.data.synthetic import SyntheticWorldConfig, ensure_synthetic_world, sc
 from rsfm.hub import load, pull, push_checkpoint
 from rsfm.tasks.segmentation import SegmentationTask
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_WORLD = SyntheticWorldConfig(seed=0, n_scenes=3, scene_size_m=960)
 
 
-def test_train_push_pull_load_tile(tmp_path: Path) -> None:
+def test_train_push_pull_load_tile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSFM_HUB", str(REPO / "checkpoints"))  # the embedded default's hub
     pl.seed_everything(0)
     datamodule = LabelledGeoDataModule(
         task="segmentation",
@@ -29,7 +33,13 @@ def test_train_push_pull_load_tile(tmp_path: Path) -> None:
         val_samples=8,
         stats_samples=16,
     )
-    task = SegmentationTask(model="smarties_tiny_seg_linear", num_classes=7, mode="full", lr=2e-3)
+    task = SegmentationTask(
+        model="smarties_tiny_seg_linear",
+        num_classes=7,
+        mode="full",
+        lr=2e-3,
+        weights="smarties-tiny",  # fine-tune the embedded default
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,

@@ -314,3 +314,21 @@ def test_config_validation() -> None:
     with pytest.raises(KeyError, match="unknown sensor"):
         SyntheticWorldConfig(sensors=("sentinel7",))
     assert SyntheticWorldConfig().fine_gsd_m() == 2.0
+
+
+def test_split_modules_keep_every_name_importable_from_synthetic_and_labelled() -> None:
+    """Scene drawing, GeoTIFF writing and label sources moved out; old imports still work."""
+    from rsfm.data import geotiff_io, labelled, labels, scenes
+
+    moved_scenes = ["Scene", "generate_scene", "scene_from_labels", "render_labels"]
+    moved_scenes += ["render_sensor", "LOCATIONS", "OPTICAL_NOISE", "THERMAL_NOISE_K"]
+    for name in moved_scenes:
+        assert getattr(synthetic, name) is getattr(scenes, name), name
+    for name in ("ProductEncoding", "PRODUCT_ENCODINGS", "FLOAT_ENCODING", "write_geotiff"):
+        assert getattr(synthetic, name) is getattr(geotiff_io, name), name
+    moved_labels = ["TASKS", "IGNORE_INDEX", "LabelSpec", "ImageLabels", "LabelledWindows"]
+    moved_labels += ["TargetRasters", "vegetation_fraction_rasters", "VEGETATION_FRACTION_FILE"]
+    for name in moved_labels:
+        assert getattr(labelled, name) is getattr(labels, name), name
+    assert labelled._file_labels is labels.file_labels
+    assert synthetic._is_multiple(960.0, 30.0) and not synthetic._is_multiple(1000.0, 30.0)

@@ -15,7 +15,7 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
-from rsfm.tasks.segmentation import FineTuneTask
+from rsfm.tasks.finetune import FineTuneTask
 
 
 class ClassificationTask(FineTuneTask):
@@ -31,7 +31,7 @@ class ClassificationTask(FineTuneTask):
         multilabel: Multi-label (sigmoid per class) instead of single-label (softmax).
         threshold: Probability above which a class counts as predicted (multi-label F1).
         label_smoothing: Cross-entropy label smoothing (single-label).
-        **kwargs: :class:`~rsfm.tasks.segmentation.FineTuneTask` arguments.
+        **kwargs: :class:`~rsfm.tasks.finetune.FineTuneTask` arguments.
     """
 
     task_name = "classification"

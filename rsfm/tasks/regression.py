@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from rsfm.tasks.segmentation import FineTuneTask
+from rsfm.tasks.finetune import FineTuneTask
 
 LOSSES = ("mse", "l1", "huber")
 
@@ -26,7 +26,7 @@ class RegressionTask(FineTuneTask):
         model: Registered variant (``smarties_tiny_reg``).
         num_outputs: Regressed channels K.
         loss: ``mse``, ``l1`` or ``huber``.
-        **kwargs: :class:`~rsfm.tasks.segmentation.FineTuneTask` arguments.
+        **kwargs: :class:`~rsfm.tasks.finetune.FineTuneTask` arguments.
     """
 
     task_name = "regression"
