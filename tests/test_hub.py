@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,18 @@ def test_entry_layout_config_and_card(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown model-card field"):
         hub.push(model, "tiny", "0.2", tmp_path, card={"bogus": 1})
     assert hub.list_models(tmp_path)[-1]["version"] == "0.1"  # the refused push wrote nothing
+
+
+def test_pushed_files_get_the_umask_mode_not_the_temporary_0600(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        hub.push(_tiny(), "tiny", "1.0", tmp_path)
+    finally:
+        os.umask(old)
+    entry = tmp_path / "tiny@1.0"
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o755
+    for path in [tmp_path / "index.json", *entry.iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
 
 
 def test_huggingface_hub_reads_the_entry_folder(tmp_path: Path) -> None:

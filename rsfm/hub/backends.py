@@ -25,6 +25,7 @@ from rsfm.hub.entry import (
     HubError,
     HubIndex,
     describe_files,
+    umask_mode,
     verify_files,
 )
 
@@ -123,7 +124,9 @@ class LocalHub:
     def staging_dir(self) -> Path:
         """A fresh hidden folder inside the hub (same filesystem, so the final rename is atomic)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        staged = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        umask_mode(staged, directory=True)
+        return staged
 
     def add_entry(
         self,

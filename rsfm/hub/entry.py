@@ -40,6 +40,13 @@ _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_NAME_LENGTH = 128
 
 
+def umask_mode(path: Path, directory: bool = False) -> None:
+    """Give a file made by ``mkstemp``/``mkdtemp`` (0600/0700) the user's usual umask mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
 class HubError(Exception):
     """Base class of every model-hub error."""
 
@@ -261,6 +268,7 @@ class HubIndex:
                 handle.write("\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+            umask_mode(Path(tmp))
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

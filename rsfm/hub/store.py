@@ -38,6 +38,7 @@ from rsfm.hub.entry import (
     InvalidNameError,
     next_version,
     normalize_version,
+    umask_mode,
     validate_name,
     verify_files,
 )
@@ -87,6 +88,7 @@ def _write_entry(model: nn.Module, folder: Path, card: Mapping[str, Any], load_r
     save_weights(model, folder / WEIGHTS_NAME)
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (folder / CARD_NAME).write_text(render_card(metadata, load_ref), encoding="utf-8")
+    umask_mode(folder / WEIGHTS_NAME)  # safetensors writes 0600
 
 
 def _unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
@@ -142,6 +144,7 @@ def save_pretrained(
     module, fields = _unwrap(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask_mode(staged, directory=True)
     try:
         _write_entry(module, staged, {**fields, **(card or {})}, str(target))
         retired = None
@@ -158,7 +161,9 @@ def save_pretrained(
 def _staging(backend: Hub) -> Path:
     if isinstance(backend, LocalHub):
         return backend.staging_dir()
-    return Path(tempfile.mkdtemp(prefix="rsfm-hub-"))
+    staged = Path(tempfile.mkdtemp(prefix="rsfm-hub-"))
+    umask_mode(staged, directory=True)
+    return staged
 
 
 def _new_ref(backend: Hub, name: str, version: str | None) -> EntryRef:
