@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,36 @@ COMMANDS = {
     "super-resolve": "rsfm.inference.super_resolve:super_resolve_main",
     "assess": "rsfm.inference.assess:assess_main",
 }
+
+
+# Imported for every Lightning command (cheap); other families (diffusers, open_clip) are imported
+# by jsonargparse from their full ``class_path``, or all at once when a short name is used.
+CORE_MODULES = (
+    "rsfm.data.datamodule",
+    "rsfm.data.labelled",
+    "rsfm.tasks.mae",
+    "rsfm.tasks.classification",
+    "rsfm.tasks.segmentation",
+    "rsfm.tasks.regression",
+)
+_SHORT_CLASS = re.compile(r"class_path:\s*[A-Za-z_]\w*\s*$", re.MULTILINE)
+
+
+def _uses_short_class_names(args: list[str]) -> bool:
+    """Whether a config file or option names a class without its module (``MAEPretrainTask``)."""
+    for index, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        previous = args[index - 1] if index else ""
+        if previous in ("--config", "-c") or arg.startswith(("--config=", "-c=")):
+            path = Path(value)
+            if path.is_file() and _SHORT_CLASS.search(path.read_text(encoding="utf-8")):
+                return True
+        elif previous in ("--model", "--data") or arg.startswith(("--model=", "--data=")):
+            if value.isidentifier():
+                return True
+        elif value in ("-h", "--help") or value.startswith("--print_config"):
+            return True  # help lists every importable subclass
+    return False
 
 
 def _import_submodules(package: str) -> None:
@@ -42,8 +73,12 @@ def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: AN
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningCLI
 
-    _import_submodules("rsfm.data")  # registers class paths for shorthand resolution
-    _import_submodules("rsfm.tasks")
+    arguments = list(sys.argv[1:] if args is None else args)
+    for module in CORE_MODULES:
+        importlib.import_module(module)
+    if _uses_short_class_names(arguments):  # register every subclass for shorthand resolution
+        _import_submodules("rsfm.data")
+        _import_submodules("rsfm.tasks")
 
     return LightningCLI(
         pl.LightningModule,

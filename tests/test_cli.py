@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from rsfm.cli import main
+from rsfm.cli import _uses_short_class_names, main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "conf" / "smarties_tiny.yaml"
@@ -85,6 +85,20 @@ def test_print_config_and_unknown_key(tmp_path: Path) -> None:
     result = _run(["fit", "--config", str(bad)], cwd=tmp_path)
     assert result.returncode != 0
     assert "mask_ratoi" in result.stderr
+
+
+def test_short_class_names_resolve_in_any_family(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "tests" / "conf" / "sqa_quickstart.yaml").read_text())
+    config["model"]["class_path"] = "SQATask"  # a family outside the core modules
+    short = tmp_path / "short.yaml"
+    short.write_text(yaml.safe_dump(config))
+    assert _uses_short_class_names(["fit", "--config", str(short)])
+    assert not _uses_short_class_names(["fit", "--config", str(TINY)])
+    assert _uses_short_class_names(["fit", "--model", "MAEPretrainTask"])
+    assert not _uses_short_class_names(["fit", "--model=rsfm.tasks.mae.MAEPretrainTask"])
+    shown = _run(["fit", "--config", str(short), "--print_config"], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert yaml.safe_load(shown.stdout)["model"]["class_path"] == "rsfm.tasks.sqa.SQATask"
 
 
 def test_data_sensors_lists_registry(capsys: pytest.CaptureFixture[str]) -> None:
