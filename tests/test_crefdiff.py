@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import CONF
+from conftest import CONF, REPO
+from filelock import FileLock
 
 from rsfm.cli import main as cli_main
 from rsfm.data.collate import collate_samples
-from rsfm.data.triplets import TripletDataModule
+from rsfm.data.triplets import TripletDataModule, TripletDataset
 from rsfm.evaluation.super_resolution import masked_psnr, sr_metrics
 from rsfm.models.crefdiff import CRefDiffModel, crefdiff_tiny, srdiff_tiny
 from rsfm.models.registry import create_model, list_models, model_config, model_from_config
@@ -22,6 +24,8 @@ from rsfm.tasks.refsr import RefSRTask
 
 TRAIN_STEPS = 100
 SYNTHETIC = {"n_scenes": 4, "scene_size_m": 256.0}
+MODELS = {"guided": "crefdiff_tiny", "baseline": "srdiff_tiny"}
+BENCH = "tools/bench/super_resolution.py"
 
 
 def _guided_model(seed: int = 0) -> CRefDiffModel:
@@ -120,17 +124,44 @@ def _fit(model: str, datamodule: TripletDataModule, steps: int) -> RefSRTask:
     return task.eval()
 
 
-@pytest.fixture(scope="module")
-def trained() -> dict[str, Any]:
-    """crefdiff_tiny and srdiff_tiny trained the same way on synthetic triplets (fixed seed)."""
-    datamodule = TripletDataModule(
-        synthetic=SYNTHETIC, patch_size=32, batch_size=8, train_length=8 * TRAIN_STEPS
-    )
+def _trained_tasks(datamodule: TripletDataModule, cache: Path) -> dict[str, RefSRTask]:
+    """Both tasks, trained once per test run: xdist workers share the weights through ``cache``
+    under a file lock (the pytest-xdist recipe for session fixtures)."""
+    weights = cache / "crefdiff_trained.pt"
+    with FileLock(str(weights) + ".lock"):
+        if weights.is_file():
+            states = torch.load(weights, weights_only=True)
+        else:
+            datamodule.setup("fit")
+            tasks = {name: _fit(model, datamodule, TRAIN_STEPS) for name, model in MODELS.items()}
+            states = {name: task.state_dict() for name, task in tasks.items()}
+            torch.save(states, weights)
+            return tasks
     datamodule.setup("fit")
-    guided = _fit("crefdiff_tiny", datamodule, TRAIN_STEPS)
-    baseline = _fit("srdiff_tiny", datamodule, TRAIN_STEPS)
-    batch = collate_samples([datamodule.val_dataset[i] for i in range(len(datamodule.val_dataset))])
-    return {"guided": guided, "baseline": baseline, "batch": batch, "datamodule": datamodule}
+    tasks = {}
+    for name, model in MODELS.items():
+        task = RefSRTask(model=model)
+        task.load_state_dict(states[name])
+        task.band_stats = {k: v.to_dict() for k, v in datamodule.band_stats.items()}
+        tasks[name] = task.eval()
+    return tasks
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Any]:
+    """crefdiff_tiny and srdiff_tiny trained the same way on synthetic triplets (fixed seed).
+
+    Training uses 16 px HR windows (cheap); scoring uses the 32 px held-out grid.
+    """
+    datamodule = TripletDataModule(
+        synthetic=SYNTHETIC, patch_size=16, batch_size=8, train_length=8 * TRAIN_STEPS
+    )
+    base = tmp_path_factory.getbasetemp()
+    tasks = _trained_tasks(datamodule, base if worker_id == "master" else base.parent)
+    val = datamodule.val_dataset
+    windows = TripletDataset(val.triplets, 32, None, lr_stats=val.lr_stats, ref_stats=val.ref_stats)
+    batch = collate_samples([windows[i] for i in range(len(windows))])
+    return {**tasks, "batch": batch, "datamodule": datamodule}
 
 
 def test_short_training_beats_bicubic_and_reference_free(trained: dict[str, Any]) -> None:
@@ -150,9 +181,10 @@ def test_short_training_beats_bicubic_and_reference_free(trained: dict[str, Any]
         for name, pred in (("guided", guided), ("baseline", baseline), ("bicubic", bicubic))
     }
     print(psnr)
-    assert psnr["guided"]["all"] > psnr["bicubic"]["all"] + 0.2
+    assert changed[valid].float().mean() > 0.03  # the changed-region PSNR has enough pixels
+    assert psnr["guided"]["all"] > psnr["bicubic"]["all"] + 0.5
     # The reference helps where it is still true ...
-    assert psnr["guided"]["unchanged"] > psnr["baseline"]["unchanged"] + 0.1
+    assert psnr["guided"]["unchanged"] > psnr["baseline"]["unchanged"] + 0.5
     # ... and is not copied where land cover changed (no worse than reference-free).
     assert psnr["guided"]["changed"] > psnr["baseline"]["changed"] - 0.25
     metrics = sr_metrics(guided, hr, batch["wavelengths"][0])
@@ -204,6 +236,72 @@ def test_hub_push_and_super_resolve_cli(trained: dict[str, Any], tmp_path: Path)
 def test_cli_fit_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     cli_main(["fit", "--config", str(CONF / "crefdiff_tiny.yaml")])
-    checkpoint = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=False)
+    path = next(tmp_path.rglob("last.ckpt"))
+    checkpoint = torch.load(path, weights_only=False)
     assert checkpoint["rsfm_model_config"]["name"] == "crefdiff_tiny"
     assert set(checkpoint["rsfm_band_stats"]) == {"lr", "reference"}
+    # EMA (ema_decay in the config): averaged weights beside the trained ones, never equal.
+    state = checkpoint["state_dict"]
+    ema = {k[len("ema_model.") :]: v for k, v in state.items() if k.startswith("ema_model.")}
+    model = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    assert set(ema) == set(model) and checkpoint["rsfm_ema_step"] == 2
+    weight = "unet.conv_in.weight"
+    assert not torch.equal(ema[weight], model[weight])
+    assert torch.allclose(ema[weight], model[weight], atol=0.05)
+    task = RefSRTask.load_from_checkpoint(path)  # EMA keys are taken out before loading
+    assert task.ema_decay == 0.9 and torch.equal(task._loaded_ema[weight], ema[weight])
+
+
+def test_ema_and_min_snr_options() -> None:
+    torch.manual_seed(0)
+    task = RefSRTask(model="srdiff_tiny", ema_decay=0.5, ema_warmup=False)
+    task.on_fit_start()
+    before = [p.detach().clone() for p in task._trainable()]
+
+    def shift_and_step(amount: float) -> None:
+        with torch.no_grad():
+            for param in task._trainable():
+                param.add_(amount)
+        task.on_train_batch_end(None, None, 0)
+
+    shift_and_step(1.0)  # diffusers' first EMA update copies the weights
+    shift_and_step(1.0)  # then EMA = d * old + (1 - d) * new
+    decay = task.ema.cur_decay_value
+    assert 0.0 < decay < 1.0
+    averaged = next(task.ema_network().parameters())
+    assert torch.allclose(averaged, before[0] + 1.0 + (1.0 - decay), atol=1e-6)
+    assert torch.allclose(next(task.model.parameters()), before[0] + 2.0)  # model unchanged
+    task.on_validation_epoch_start()  # validation swaps the averages in ...
+    assert torch.allclose(next(task.model.parameters()), averaged)
+    task.on_validation_epoch_end()  # ... and back
+    assert torch.allclose(next(task.model.parameters()), before[0] + 2.0)
+    # Min-SNR: one sample, same timestep and noise -> the loss scales by min(SNR, gamma).
+    model, data = srdiff_tiny().eval(), _inputs()
+    lr, hr = data["lr"][:1], data["ref_a"][:1]
+
+    @torch.no_grad()
+    def loss(gamma: float | None) -> float:
+        generator = torch.Generator().manual_seed(3)
+        return float(model.training_loss(lr, hr, generator=generator, snr_gamma=gamma))
+
+    generator = torch.Generator().manual_seed(3)  # the loss draws the noise, then the timestep
+    torch.randn(hr.shape, generator=generator)
+    timestep = torch.randint(0, 1000, (1,), generator=generator)
+    alpha = model.train_scheduler.alphas_cumprod[timestep]
+    snr = float(alpha / (1 - alpha))
+    assert loss(None) > 0
+    assert loss(5.0) == pytest.approx(loss(None) * min(snr, 5.0), rel=1e-4)
+
+
+def test_benchmark_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("sr_bench", REPO / BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--train-steps", "2", "--steps", "4", "--scenes", "2", "--patch-size", "16",
+            "--val-windows", "2"]  # fmt: skip
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 6 and table[1].startswith("| bicubic |")
+    assert "scored on 2 held-out windows" in out
+    assert "better start: 1 steps" in out and "vs 4 full steps" in out

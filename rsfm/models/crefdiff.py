@@ -28,10 +28,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
+from rsfm.models.diffusion import (
+    diffusion_loss,
+    make_scheduler,
+    min_snr_weights,
+    sampling_scheduler,
+    training_target,
+)
 from rsfm.models.registry import register_model
 
 Strength = float | torch.Tensor | None
@@ -312,9 +319,12 @@ class CRefDiffModel(nn.Module):
                 num_query_tokens,
                 max(1, cross_attention_dim // attention_head_dim),
             )
-        self.train_scheduler = DDPMScheduler(
+        self.train_scheduler = make_scheduler(
+            "ddpm",
             num_train_timesteps=num_train_timesteps,
             beta_schedule=beta_schedule,
+            beta_start=1e-4,  # DDPM's own defaults (used by the "linear" schedules)
+            beta_end=0.02,
             prediction_type=prediction_type,
             clip_sample=False,
         )
@@ -487,11 +497,13 @@ class CRefDiffModel(nn.Module):
         valid: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         max_timestep_fraction: float = 1.0,
+        snr_gamma: float | None = None,
     ) -> torch.Tensor:
         """Denoising loss (MSE on the ``prediction_type`` target, valid pixels only).
 
         ``max_timestep_fraction < 1`` trains only the low-noise end of the schedule, the part a
         better start samples (faster learning when sampling always starts from an estimate).
+        ``snr_gamma`` weights samples by Min-SNR-gamma (None: plain MSE).
         """
         lr_up = self.upsample(lr, hr.shape[-2:])
         clean = self.to_residual(hr, lr_up)
@@ -507,23 +519,21 @@ class CRefDiffModel(nn.Module):
         noisy = self.train_scheduler.add_noise(clean, noise, timesteps)
         condition = self.condition(lr_up, reference, strength, hr.shape[-1] // lr.shape[-1])
         output = self.denoise(noisy, timesteps, lr_up, condition)
-        if self.prediction_type == "sample":
-            target = clean
-        elif self.prediction_type == "epsilon":
-            target = noise
-        else:
-            target = self.train_scheduler.get_velocity(clean, noise, timesteps)
-        error = (output - target).square()
-        if valid is None:
-            return error.mean()
-        mask = valid[:, None].to(error.dtype).expand_as(error)
-        return (error * mask).sum() / mask.sum().clamp_min(1.0)
+        target = training_target(self.train_scheduler, clean, noise, timesteps)
+        weights = None
+        if snr_gamma is not None:
+            weights = min_snr_weights(self.train_scheduler, timesteps, snr_gamma)
+        return diffusion_loss(output, target, weights, valid)
 
     # ------------------------------------------------------------------ sampling
     def sampling_scheduler(self) -> DDIMScheduler:
-        """A DDIM scheduler sharing the training schedule (deterministic with ``eta = 0``)."""
-        return DDIMScheduler.from_config(
-            self.train_scheduler.config, clip_sample=False, set_alpha_to_one=True
+        """A DDIM scheduler sharing the training schedule (deterministic with ``eta = 0``).
+
+        DDIM only: the better start noises an estimate with ``add_noise`` at a DDPM timestep,
+        which sigma-based samplers (Euler, DPM-SDE) would scale differently.
+        """
+        return sampling_scheduler(
+            self.train_scheduler, "ddim", clip_sample=False, set_alpha_to_one=True
         )
 
     @torch.no_grad()

@@ -4,19 +4,26 @@ Batches come from :class:`rsfm.data.triplets.TripletDataModule` (``lr``, ``hr``,
 ``reference_valid``, ``valid``). The reference strength during training is the reference's valid
 mask, so a missing (degraded) reference is strength 0 and the model learns to work without one.
 Validation samples a few DDIM steps from a better start and logs PSNR against the target and
-against bicubic upsampling.
+against bicubic upsampling. An optional exponential moving average of the weights (diffusers'
+``EMAModel`` through :func:`rsfm.models.diffusion.make_ema`) is used for validation and stored in
+checkpoints under ``ema_model.``.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
+from torch import nn
 
 from rsfm.evaluation.super_resolution import masked_psnr
 from rsfm.models.crefdiff import CRefDiffModel
+from rsfm.models.diffusion import make_ema
 from rsfm.models.registry import create_model, model_config
 from rsfm.tasks.base import BaseTask
+
+EMA_PREFIX = "ema_model."  # same layout as Text2ImageTask (push_checkpoint(prefix=...))
 
 
 class RefSRTask(BaseTask):
@@ -31,6 +38,9 @@ class RefSRTask(BaseTask):
         val_start_fraction: Fraction of the schedule run from a better start.
         max_timestep_fraction: Train only timesteps below this fraction of the schedule (the
             low-noise part a better start uses; 1.0 = the whole schedule).
+        snr_gamma: Min-SNR-gamma loss weighting (None: plain MSE).
+        ema_decay: Keep an EMA of the weights with this decay (None: no EMA).
+        ema_warmup: Ramp the EMA decay up over the first steps (short runs still average).
         optimizer: timm optimiser name.
         lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
         base_lr: Base learning rate of the scaling rule.
@@ -52,6 +62,9 @@ class RefSRTask(BaseTask):
         val_start: str = "lr",
         val_start_fraction: float = 0.5,
         max_timestep_fraction: float = 1.0,
+        snr_gamma: float | None = None,
+        ema_decay: float | None = None,
+        ema_warmup: bool = True,
         optimizer: str = "adamw",
         lr: float | None = 1e-3,
         base_lr: float = 1e-3,
@@ -72,8 +85,57 @@ class RefSRTask(BaseTask):
         self.use_reference = use_reference and network.uses_reference
         self.val_steps, self.val_start = val_steps, val_start
         self.val_start_fraction = val_start_fraction
-        self.max_timestep_fraction = max_timestep_fraction
+        self.max_timestep_fraction, self.snr_gamma = max_timestep_fraction, snr_gamma
+        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+        self.ema: Any = None
+        self._loaded_ema: dict[str, torch.Tensor] | None = None
+        self._ema_swapped = False
         self.band_stats: dict[str, dict[str, Any]] | None = None
+
+    # ------------------------------------------------------------------ EMA
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def on_fit_start(self) -> None:
+        """Create the EMA (on the model's device), restoring averages from a checkpoint."""
+        if self.ema_decay is None:
+            return
+        self.ema = make_ema(self._trainable(), self.ema_decay, self.ema_warmup)
+        if self._loaded_ema is not None:
+            names = self._trainable_names()
+            self.ema.shadow_params = [self._loaded_ema[n].to(self.device) for n in names]
+            self.ema.optimization_step = int(self._loaded_ema.get("__step__", torch.tensor(0)))
+            self._loaded_ema = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the moving average after each optimiser step."""
+        if self.ema is not None:
+            self.ema.step(self._trainable())
+
+    def on_validation_epoch_start(self) -> None:
+        """Validate with the EMA weights."""
+        if self.ema is not None:
+            self.ema.store(self._trainable())
+            self.ema.copy_to(self._trainable())
+            self._ema_swapped = True
+
+    def on_validation_epoch_end(self) -> None:
+        """Put the training weights back."""
+        if self._ema_swapped:
+            self.ema.restore(self._trainable())
+            self._ema_swapped = False
+
+    def ema_network(self) -> CRefDiffModel:
+        """A copy of the network carrying the EMA weights (the network itself without EMA)."""
+        network = copy.deepcopy(self.model)
+        if self.ema is not None:
+            self.ema.copy_to([p for p in network.parameters() if p.requires_grad])
+        return network.eval()
+
+    # ------------------------------------------------------------------ steps
 
     def reference_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, Any]:
         """(reference, strength map) of a batch; (None, None) when not used."""
@@ -87,7 +149,7 @@ class RefSRTask(BaseTask):
         reference, strength = self.reference_inputs(batch)
         loss = self.model.training_loss(
             batch["lr"], batch["hr"], reference, strength, valid=batch.get("valid"),
-            max_timestep_fraction=self.max_timestep_fraction,
+            max_timestep_fraction=self.max_timestep_fraction, snr_gamma=self.snr_gamma,
         )  # fmt: skip
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
         return loss
@@ -158,10 +220,22 @@ class RefSRTask(BaseTask):
         if self.band_stats is not None:
             checkpoint["rsfm_band_stats"] = self.band_stats
         checkpoint["rsfm_task"] = {"task": self.task_name, "scale": self.model.scale}
+        if self.ema is None:
+            return
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        for name, shadow in zip(self._trainable_names(), self.ema.shadow_params, strict=True):
+            state[name] = shadow.detach().clone()
+        checkpoint["state_dict"].update({EMA_PREFIX + k: v for k, v in state.items()})
+        checkpoint["rsfm_ema_step"] = int(self.ema.optimization_step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the statistics saved by :meth:`on_save_checkpoint`."""
+        """Restore the statistics and take the EMA weights out of the state dict."""
         self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
+        state = checkpoint["state_dict"]
+        ema = {k[len(EMA_PREFIX) :]: state.pop(k) for k in list(state) if k.startswith(EMA_PREFIX)}
+        if ema:
+            ema["__step__"] = torch.tensor(int(checkpoint.get("rsfm_ema_step", 0)))
+            self._loaded_ema = ema
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that optimisers should not decay."""
