@@ -11,22 +11,18 @@ checkpoints under ``ema_model.``.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
-from torch import nn
 
 from rsfm.evaluation.super_resolution import masked_psnr
 from rsfm.models.crefdiff import CRefDiffModel
-from rsfm.models.diffusion import make_ema
 from rsfm.models.registry import create_model, model_config
 from rsfm.tasks.base import BaseTask
+from rsfm.tasks.ema import EMAMixin
 
-EMA_PREFIX = "ema_model."  # same layout as Text2ImageTask (push_checkpoint(prefix=...))
 
-
-class RefSRTask(BaseTask):
+class RefSRTask(EMAMixin, BaseTask):
     """Train a :class:`~rsfm.models.crefdiff.CRefDiffModel`.
 
     Args:
@@ -86,54 +82,8 @@ class RefSRTask(BaseTask):
         self.val_steps, self.val_start = val_steps, val_start
         self.val_start_fraction = val_start_fraction
         self.max_timestep_fraction, self.snr_gamma = max_timestep_fraction, snr_gamma
-        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
-        self.ema: Any = None
-        self._loaded_ema: dict[str, torch.Tensor] | None = None
-        self._ema_swapped = False
+        self.init_ema(ema_decay, ema_warmup)
         self.band_stats: dict[str, dict[str, Any]] | None = None
-
-    # ------------------------------------------------------------------ EMA
-    def _trainable(self) -> list[nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def _trainable_names(self) -> list[str]:
-        return [n for n, p in self.model.named_parameters() if p.requires_grad]
-
-    def on_fit_start(self) -> None:
-        """Create the EMA (on the model's device), restoring averages from a checkpoint."""
-        if self.ema_decay is None:
-            return
-        self.ema = make_ema(self._trainable(), self.ema_decay, self.ema_warmup)
-        if self._loaded_ema is not None:
-            names = self._trainable_names()
-            self.ema.shadow_params = [self._loaded_ema[n].to(self.device) for n in names]
-            self.ema.optimization_step = int(self._loaded_ema.get("__step__", torch.tensor(0)))
-            self._loaded_ema = None
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Update the moving average after each optimiser step."""
-        if self.ema is not None:
-            self.ema.step(self._trainable())
-
-    def on_validation_epoch_start(self) -> None:
-        """Validate with the EMA weights."""
-        if self.ema is not None:
-            self.ema.store(self._trainable())
-            self.ema.copy_to(self._trainable())
-            self._ema_swapped = True
-
-    def on_validation_epoch_end(self) -> None:
-        """Put the training weights back."""
-        if self._ema_swapped:
-            self.ema.restore(self._trainable())
-            self._ema_swapped = False
-
-    def ema_network(self) -> CRefDiffModel:
-        """A copy of the network carrying the EMA weights (the network itself without EMA)."""
-        network = copy.deepcopy(self.model)
-        if self.ema is not None:
-            self.ema.copy_to([p for p in network.parameters() if p.requires_grad])
-        return network.eval()
 
     # ------------------------------------------------------------------ steps
 
@@ -220,22 +170,12 @@ class RefSRTask(BaseTask):
         if self.band_stats is not None:
             checkpoint["rsfm_band_stats"] = self.band_stats
         checkpoint["rsfm_task"] = {"task": self.task_name, "scale": self.model.scale}
-        if self.ema is None:
-            return
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        for name, shadow in zip(self._trainable_names(), self.ema.shadow_params, strict=True):
-            state[name] = shadow.detach().clone()
-        checkpoint["state_dict"].update({EMA_PREFIX + k: v for k, v in state.items()})
-        checkpoint["rsfm_ema_step"] = int(self.ema.optimization_step)
+        self.save_ema(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the statistics and take the EMA weights out of the state dict."""
         self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
-        state = checkpoint["state_dict"]
-        ema = {k[len(EMA_PREFIX) :]: state.pop(k) for k in list(state) if k.startswith(EMA_PREFIX)}
-        if ema:
-            ema["__step__"] = torch.tensor(int(checkpoint.get("rsfm_ema_step", 0)))
-            self._loaded_ema = ema
+        self.load_ema(checkpoint)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that optimisers should not decay."""

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
-from torch import nn
 
 from rsfm.models.registry import create_model, model_config
 from rsfm.tasks.base import BaseTask
+from rsfm.tasks.ema import EMAMixin
 
-EMA_PREFIX = "ema_model."
 
-
-class Text2ImageTask(BaseTask):
+class Text2ImageTask(EMAMixin, BaseTask):
     """Train a text- and resolution-conditioned diffusion model on caption batches.
 
     Batches are :class:`rsfm.data.captions.CaptionDataModule` dicts (``image``,
@@ -74,60 +71,8 @@ class Text2ImageTask(BaseTask):
 
         self.model = create_model(model, **(model_args or {}))
         self.text_drop, self.gsd_drop, self.min_snr_gamma = text_drop, gsd_drop, min_snr_gamma
-        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
-        self.ema: Any = None
-        self._loaded_ema: dict[str, torch.Tensor] | None = None
+        self.init_ema(ema_decay, ema_warmup)
         self.band_stats: dict[str, Any] | None = None
-
-    # --------------------------------------------------------------------------------- EMA
-    def _trainable(self) -> list[nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def _trainable_names(self) -> list[str]:
-        return [n for n, p in self.model.named_parameters() if p.requires_grad]
-
-    def on_fit_start(self) -> None:
-        """Create the EMA (on the model's device), restoring averages from a checkpoint."""
-        if self.ema_decay is None:
-            return
-        from rsfm.models.diffusion import make_ema
-
-        self.ema = make_ema(self._trainable(), self.ema_decay, self.ema_warmup)
-        if self._loaded_ema is not None:
-            shadow = [self._loaded_ema[n].to(self.device) for n in self._trainable_names()]
-            self.ema.shadow_params = shadow
-            self.ema.optimization_step = int(self._loaded_ema.get("__step__", torch.tensor(0)))
-            self._loaded_ema = None
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Update the moving average after each optimiser step."""
-        if self.ema is not None:
-            self.ema.step(self._trainable())
-
-    def _swap_in_ema(self) -> bool:
-        if self.ema is None:
-            return False
-        self.ema.store(self._trainable())
-        self.ema.copy_to(self._trainable())
-        return True
-
-    def on_validation_epoch_start(self) -> None:
-        """Validate with the EMA weights."""
-        self._ema_swapped = self._swap_in_ema()
-
-    def on_validation_epoch_end(self) -> None:
-        """Put the training weights back."""
-        if getattr(self, "_ema_swapped", False):
-            self.ema.restore(self._trainable())
-            self._ema_swapped = False
-
-    def ema_network(self) -> nn.Module:
-        """A copy of the network carrying the EMA weights (the network itself without EMA)."""
-        network = copy.deepcopy(self.model)
-        if self.ema is not None:
-            trainable = [p for p in network.parameters() if p.requires_grad]
-            self.ema.copy_to(trainable)
-        return network.eval()
 
     # ------------------------------------------------------------------------------ steps
     def _loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Any:
@@ -181,19 +126,9 @@ class Text2ImageTask(BaseTask):
         checkpoint["rsfm_model_config"] = model_config(self.model)
         if self.band_stats is not None:
             checkpoint["rsfm_band_stats"] = self.band_stats
-        if self.ema is None:
-            return
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        for name, shadow in zip(self._trainable_names(), self.ema.shadow_params, strict=True):
-            state[name] = shadow.detach().clone()
-        checkpoint["state_dict"].update({EMA_PREFIX + k: v for k, v in state.items()})
-        checkpoint["rsfm_ema_step"] = int(self.ema.optimization_step)
+        self.save_ema(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the EMA weights out of the state dict (restored in :meth:`on_fit_start`)."""
-        state = checkpoint["state_dict"]
-        ema = {k[len(EMA_PREFIX) :]: state.pop(k) for k in list(state) if k.startswith(EMA_PREFIX)}
-        if ema:
-            ema["__step__"] = torch.tensor(int(checkpoint.get("rsfm_ema_step", 0)))
-            self._loaded_ema = ema
+        self.load_ema(checkpoint)
         self.band_stats = checkpoint.get("rsfm_band_stats")
