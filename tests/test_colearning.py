@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 import rsfm.hub
 from rsfm.cli import main as cli_main
@@ -244,6 +244,55 @@ def test_loss_terms_follow_their_weights(co: SimpleNamespace) -> None:
         co.Task(loss_weights={"contrast": 1.0})
 
 
+def test_unlabelled_pairs_train_only_the_label_free_terms(co: SimpleNamespace) -> None:
+    torch.manual_seed(0)
+    task = co.Task()
+    task.batch_keys = {
+        "s2": {"image": "image", "wavelengths": "wavelengths"},
+        "s1": {"image": "pair_image", "wavelengths": "pair_wavelengths"},
+    }
+    inputs = _inputs(batch=6)
+    label = torch.tensor([3, -1, 0, -1, -1, 5])  # -1: an unlabelled pair
+    batch = {
+        "image": inputs["s2"][0],
+        "wavelengths": S2.expand(6, -1),
+        "pair_image": inputs["s1"][0],
+        "pair_wavelengths": S1.expand(6, -1),
+        "label": label,
+    }
+    task.eval()  # no dropout / batch-norm updates: the same outputs twice
+    with torch.no_grad():
+        losses, parts, target, size = task._step(batch)
+        out = task.model.forward_train(inputs)
+    known = label >= 0
+    ce = torch.nn.functional.cross_entropy
+    main = (
+        ce(out["logits"]["s2"][known], label[known]) + ce(out["logits"]["s1"][known], label[known])
+    ) / 2
+    torch.testing.assert_close(losses["main"], main)
+    # the contrastive term uses all six pairs, labelled or not
+    torch.testing.assert_close(
+        losses["contrastive"], co.nt_xent(out["shared"]["s2"], out["shared"]["s1"], 0.1)
+    )
+    assert size == 3 and target.tolist() == [3, 0, 5] and parts["s1"]["shared"].shape == (3, 32)
+    torch.testing.assert_close(parts["s1"]["shared"], out["shared"]["s1"][known])
+    with torch.no_grad():  # a batch of unlabelled pairs: only the label-free terms
+        unlabelled = task._step({**batch, "label": torch.full((6,), -1)})
+    assert unlabelled is not None and set(unlabelled[0]) == {
+        "contrastive",
+        "discriminative",
+        "loss",
+    }
+    assert unlabelled[3] == 0
+    alone = co.Task(model="colearn_tiny_s1", batch_keys={"s1": task.batch_keys["s1"]})
+    assert alone._step({**batch, "label": torch.full((6,), -1)}) is None  # nothing to learn
+    losses, _, target, size = alone._step(batch)  # the unlabelled rows are dropped
+    assert size == 3 and set(losses) == {"main", "auxiliary", "loss"}
+    multilabel = co.Task(task_type="multilabel")
+    hot = torch.tensor([[1.0, 0, 0, 0, 0, 0, 1], [float("nan")] * 7])
+    assert multilabel.targets({"label": hot})[1].tolist() == [True, False]
+
+
 def test_pretrained_encoder_weights_fill_both_encoders_of_a_modality(
     co: SimpleNamespace, tmp_path: Path
 ) -> None:
@@ -329,6 +378,61 @@ def test_single_modality_and_regression_windows() -> None:
     assert finite.numel() > 0 and finite.min() >= 0 and finite.max() <= 1
     with pytest.raises(ValueError, match="one or two modalities"):
         MultiModalDataModule(synthetic_modalities={"a": "naip", "b": "naip", "c": "naip"})
+
+
+def test_few_labelled_windows_with_many_unlabelled_pairs(co: SimpleNamespace) -> None:
+    data = _datamodule(
+        labelled_windows=16, unlabelled_windows=40, unlabelled_batch_size=12, batch_size=8
+    )
+    data.prepare_data()
+    data.setup("fit")
+    loader = data.train_dataloader()
+    epochs = [list(loader) for _ in range(2)]
+    assert [len(e) for e in epochs] == [2, 2]  # 16 labelled windows / 8 per batch
+    for batch in epochs[0]:
+        assert batch["image"].shape == (20, 13, 16, 16) and batch["pair_image"].shape[0] == 20
+        assert (batch["label"][:8] >= 0).all() and (batch["label"][8:] == -1).all()
+        assert (batch["mask"][8:] == -1).all() and (batch["mask"][:8] >= 0).any()
+    # the labelled set is fixed: the same 16 places every epoch (in another order)
+    places = [sorted(tuple(b) for batch in e for b in batch["bounds"][:8]) for e in epochs]
+    assert places[0] == places[1] and len(set(places[0])) == 16
+    assert places[0] != [tuple(b) for batch in epochs[0] for b in batch["bounds"][:8]]
+    for epoch in epochs:  # 24 distinct draws from the pool of 40 other places
+        unlabelled = [tuple(b) for batch in epoch for b in batch["bounds"][8:]]
+        assert len(set(unlabelled)) == 24 and not set(unlabelled) & set(places[0])
+    with pytest.raises(ValueError, match="two modalities"):
+        _datamodule(synthetic_modalities={"s1": "sentinel1_grd"}, unlabelled_windows=8)
+
+
+def test_cli_fit_with_unlabelled_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = CONF / "colearning_few_labels.yaml"
+    assert (
+        cli_main(["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path)]) == 0
+    )
+    rows = (next(tmp_path.rglob("metrics.csv"))).read_text().splitlines()
+    header = rows[0].split(",")
+    steps = [dict(zip(header, r.split(","), strict=True)) for r in rows[1:]]
+    trained = [r for r in steps if r.get("train/contrastive")]
+    assert len(trained) == 2  # 8 labelled windows in batches of 4 (+ 8 unlabelled pairs each)
+    assert all(float(r["train/main"]) > 0 and float(r["train/contrastive"]) > 0 for r in trained)
+    assert any(r.get("val/s1/accuracy") for r in steps)
+
+
+def test_labelled_unlabelled_batch_sampler_visits_each_labelled_index_once() -> None:
+    from rsfm.data.multimodal import LabelledUnlabelledBatchSampler
+
+    sampler = LabelledUnlabelledBatchSampler(10, 5, 3, 4, seed=1)
+    first, second = list(sampler), list(sampler)
+    assert len(sampler) == 3 and all(len(b) == 7 for b in first)
+    labelled = [i for b in first for i in b[:3]]
+    assert len(set(labelled)) == 9 and max(labelled) < 10  # one dropped: no partial batch
+    pool = [i for b in first for i in b[3:]]
+    assert all(10 <= i < 15 for i in pool) and sorted(pool[:5]) == list(range(10, 15))
+    assert first != second  # reshuffled every epoch, reproducibly from the seed
+    assert list(LabelledUnlabelledBatchSampler(10, 5, 3, 4, seed=1)) == first
+    with pytest.raises(ValueError, match="cannot fill"):
+        LabelledUnlabelledBatchSampler(2, 5, 3, 4)
 
 
 @pytest.mark.parametrize("task_type", ["multilabel", "regression"])
@@ -487,71 +591,116 @@ def _contains(path: Path, bounds: tuple[float, ...]) -> bool:
 
 
 # ----------------------------------------------------------------------------- must show
-# Same S1 branch, same windows, same steps and seed; the only difference is co-learning with S2.
-MUST_SHOW = dict(patch_size=16, train_windows=512, epochs=20, batch_size=64, lr=2e-3, seed=0)
+# Few labels, many pairs (MDiCo's setting: labels are scarce, co-registered pairs are not). Both
+# runs train the same S1 branch on the same 32 labelled windows in the same batches with the
+# same seed and steps; the co-learned run also sees those windows' S2 and 64 unlabelled S1+S2
+# pairs per batch (contrastive + discrimination terms only).
+# S1-alone overall accuracy, co-learned minus alone, points (must_show_scores, training seeds):
+#   seeds 0..5            +11.4 +11.9 +15.5  +3.1  +7.8  -0.9  (mean +8.1; setting chosen here)
+#   seeds 6..11           +12.0  -2.1  +6.0  +4.2 +10.3  +9.5  (mean +6.6)
+#   data_seed 1, 0..5      +0.9  +2.9 +15.2  -2.6 +12.5  +4.2  (mean +5.5)
+#   all 18: mean +6.8, sd 5.8, 15 positive. Balanced accuracy +2.5 (sd 8.2, 10 positive) and
+#   macro F1 +1.8 (sd 7.4, 9 positive) are not established. Without NT-Xent (contrastive
+#   weight 0), seeds 0..5: +3.4 -3.2 +11.7 -1.7 -0.2 -10.9 (mean -0.2). docs/colearning.md.
+MUST_SHOW = dict(
+    patch_size=16,
+    labelled_windows=32,
+    unlabelled_windows=1024,
+    labelled_per_batch=16,
+    unlabelled_per_batch=64,
+    epochs=150,  # 2 batches per epoch: 300 steps
+    lr=2e-3,
+    temperature=1.0,
+    contrastive_weight=1.0,
+    seed=0,
+    data_seed=0,
+)
 
 
-# S1-alone scores on the held-out scenes, co-learned minus alone, in points, measured with this
-# exact setting for seeds 0..5 (the data are deterministic; only the training seed varies):
-#   overall accuracy   +0.2 -2.4 +0.4 -3.2 -2.4 +0.9  (mean -1.1)
-#   balanced accuracy  +6.4 -0.7 +8.6 -1.1 -4.7 +0.3  (mean +1.5)
-#   macro F1           +3.3 -0.2 +9.6  0.0 -4.2 +0.3  (mean +1.5)
-# (temperature 0.5 instead of 0.1: means +0.1 / +1.3 / +1.2; 40 epochs: -1.6 / -0.7 / +1.8).
-# Seed 0 (fixed before measuring) shows a gain; over seeds the effect is within seed-to-seed
-# noise, so it is not established.
+def must_show_data() -> dict:
+    """The fixed labelled and unlabelled training windows and the 2 held-out scenes' grid."""
+    datamodule = MultiModalDataModule(
+        synthetic=SyntheticWorldConfig(),
+        synthetic_val_scenes=2,
+        patch_size=MUST_SHOW["patch_size"],
+        val_stride=MUST_SHOW["patch_size"] // 2,
+        labelled_windows=MUST_SHOW["labelled_windows"],
+        unlabelled_windows=MUST_SHOW["unlabelled_windows"],
+        batch_size=MUST_SHOW["labelled_per_batch"],
+        unlabelled_batch_size=MUST_SHOW["unlabelled_per_batch"],
+        val_samples=100_000,
+        stats_samples=64,
+        seed=MUST_SHOW["data_seed"],
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    def read(dataset: Dataset) -> list[dict]:
+        return [s for s in map(dataset.__getitem__, range(len(dataset))) if s is not None]
+
+    return {
+        "labelled": read(datamodule._train),
+        "unlabelled": read(datamodule._unlabelled),
+        "val": read(datamodule._val),
+        "keys": datamodule.modality_keys,
+    }
 
 
-def _s1_alone_scores(co: SimpleNamespace, model: str, data: dict, tmp_path: Path) -> dict:
-    """Train ``model`` on the fixed windows; S1-alone metrics on the held-out scenes."""
-    pl.seed_everything(MUST_SHOW["seed"])
-    task = co.Task(model=model, lr=MUST_SHOW["lr"], warmup_epochs=0.5, batch_keys=data["keys"])
-    size = MUST_SHOW["batch_size"]
+def must_show_scores(model: str, data: dict, seed: int, root: Path) -> dict[str, float]:
+    """Train ``model`` with the must-show protocol; S1-alone metrics on the held-out scenes."""
+    from rsfm.data.multimodal import LabelledUnlabelledBatchSampler
+    from rsfm.tasks.colearning import CoLearningTask
+
+    pl.seed_everything(seed)
+    task = CoLearningTask(
+        model=model,
+        lr=MUST_SHOW["lr"],
+        temperature=MUST_SHOW["temperature"],
+        loss_weights={"contrastive": MUST_SHOW["contrastive_weight"]},
+        warmup_epochs=7.5,
+        batch_keys=data["keys"],
+    )
+    paired = len(task.model.modality_names) > 1
+    sampler = LabelledUnlabelledBatchSampler(  # the alone run: the same labelled batches
+        len(data["labelled"]),
+        len(data["unlabelled"]),
+        MUST_SHOW["labelled_per_batch"],
+        MUST_SHOW["unlabelled_per_batch"] if paired else 0,
+        seed=seed,
+    )
     train = DataLoader(
-        data["train"], batch_size=size, shuffle=True, collate_fn=collate_samples, drop_last=True
+        ConcatDataset([data["labelled"], data["unlabelled"]]),
+        batch_sampler=sampler,
+        collate_fn=collate_samples,
     )
     val = DataLoader(data["val"], batch_size=256, collate_fn=collate_samples)
     epochs = MUST_SHOW["epochs"]
     trainer = _trainer(
-        tmp_path, max_epochs=epochs, check_val_every_n_epoch=epochs, num_sanity_val_steps=0
+        root, max_epochs=epochs, check_val_every_n_epoch=epochs, num_sanity_val_steps=0
     )
     trainer.fit(task, train, val)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/s1/")}
 
 
 @pytest.mark.slow
-def test_colearning_improves_s1_alone(co: SimpleNamespace, tmp_path: Path) -> None:
+def test_colearning_improves_s1_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sentinel-1 alone at test time: co-learned with Sentinel-2 vs trained alone.
 
     The synthetic world's S1 (4-look speckle; backscatter of grassland, cropland, wetland and
-    bare soil overlaps) is the weak sensor, S2 separates the classes well (S2 alone ~0.84
-    accuracy, S1 alone ~0.60). Both runs train the identical S1 branch (specific + shared
-    encoder, main head) on the same 512 windows of 6 scenes with the same seed and steps; the
-    co-learned run also sees S2 through the auxiliary, NT-Xent and discrimination losses.
-    Scored on S1 alone over 1029 windows of 2 held-out scenes. Asserted for seed 0 with margins;
-    over seeds the effect is not robust (see the numbers above ``MUST_SHOW``).
+    bare soil overlaps) is the weak sensor; S2 separates the classes well. 32 labelled windows
+    of 6 scenes plus 1024 unlabelled pairs; scored on S1 alone over 1029 windows of 2 held-out
+    scenes. Established for overall accuracy only (the table above ``MUST_SHOW``: positive in
+    15 of 18 runs, mean +6.7 points); balanced accuracy and macro F1 are not (7 classes, 3
+    held-out water windows: within noise). Seed 0 measured 0.475 -> 0.589; asserted +3 points.
     """
-    datamodule = MultiModalDataModule(
-        synthetic=SyntheticWorldConfig(),
-        synthetic_val_scenes=2,
-        patch_size=MUST_SHOW["patch_size"],
-        val_stride=MUST_SHOW["patch_size"] // 2,
-        samples_per_epoch=MUST_SHOW["train_windows"],
-        val_samples=100_000,
-        stats_samples=64,
-    )
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    pl.seed_everything(123)  # the training windows: drawn once, shared by both runs
-    count = MUST_SHOW["train_windows"]
-    data = {
-        "train": [s for s in map(datamodule._train.__getitem__, range(count)) if s is not None],
-        "val": [s for s in map(datamodule._val.__getitem__, range(len(datamodule._val))) if s],
-        "keys": datamodule.modality_keys,
-    }
-    assert len(data["train"]) == count and len(data["val"]) == 1029
-    together = _s1_alone_scores(co, "colearn_tiny_s1s2", data, tmp_path)
-    alone = _s1_alone_scores(co, "colearn_tiny_s1", data, tmp_path)
+    # a private world and band statistics: other tests may cache statistics of the default
+    # world computed with other window sizes, which would change these numbers
+    monkeypatch.setenv("RSFM_CACHE", str(tmp_path / "cache"))
+    data = must_show_data()
+    assert len(data["labelled"]) == 32 and len(data["val"]) == 1029
+    assert all(int(s["label"]) == -1 for s in data["unlabelled"])
+    seed = MUST_SHOW["seed"]
+    together = must_show_scores("colearn_tiny_s1s2", data, seed, tmp_path)
+    alone = must_show_scores("colearn_tiny_s1", data, seed, tmp_path)
     print("S1 alone, co-learned:", together, "\nS1 alone, trained alone:", alone)
-    assert together["val/s1/accuracy_macro"] > alone["val/s1/accuracy_macro"] + 0.01
-    assert together["val/s1/f1"] > alone["val/s1/f1"] + 0.01
-    assert together["val/s1/accuracy"] > alone["val/s1/accuracy"] - 0.01
+    assert together["val/s1/accuracy"] > alone["val/s1/accuracy"] + 0.03

@@ -11,6 +11,12 @@ The first modality's bands are the sample's ``image`` / ``wavelengths`` / ``vali
 second's ``pair_image`` / ``pair_wavelengths`` / ``pair_valid`` (read onto the first's grid);
 :attr:`MultiModalDataModule.modality_keys` tells a task which keys hold which modality.
 
+Few labels, many pairs: ``labelled_windows`` fixes a small labelled training set and
+``unlabelled_windows`` adds pairs without labels to every training batch
+(:class:`LabelledUnlabelledBatchSampler`); their labels are blanked (:class:`Unlabelled`), so
+a co-learning task trains its contrastive and discrimination terms on them and its task terms
+on the labelled samples only.
+
 Without files it uses the embedded synthetic world: Sentinel-2 (``s2``) and speckled
 Sentinel-1 (``s1``) of every scene, its 10 m land-cover labels, the last scene(s) held out.
 """
@@ -20,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from rsfm.data.collate import collate_samples
 from rsfm.data.datamodule import expand_paths, files_by_crs, split_files
@@ -61,6 +68,88 @@ BATCH_KEYS = (
     {"image": "pair_image", "wavelengths": "pair_wavelengths", "valid": "pair_valid"},
 )
 DEFAULT_SYNTHETIC_MODALITIES = {"s2": "sentinel2_l1c", "s1": "sentinel1_grd"}
+UNLABELLED_SEED_OFFSET = 500_000  # unlabelled windows: seeds far from the labelled ones
+
+
+class Unlabelled(Dataset):
+    """Labelled windows with their labels blanked: pairs for the label-free loss terms.
+
+    Classification labels (and ``mask``) become ``IGNORE_INDEX``, multi-label vectors and
+    regression targets NaN; the keys stay, so these samples batch with labelled ones.
+    """
+
+    def __init__(self, windows: Dataset) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        sample = self.windows[index]
+        if sample is None:
+            return None
+        if "mask" in sample:
+            sample["mask"] = torch.full_like(sample["mask"], IGNORE_INDEX)
+        if "target" in sample:
+            sample["target"] = torch.full_like(sample["target"], float("nan"))
+        label = sample.get("label")
+        if label is not None:
+            blank = IGNORE_INDEX if not label.is_floating_point() else float("nan")
+            sample["label"] = torch.full_like(label, blank)
+        return sample
+
+
+class LabelledUnlabelledBatchSampler(Sampler[list[int]]):
+    """Batches of ``labelled`` samples plus ``unlabelled`` samples from a second pool.
+
+    Over ``ConcatDataset([labelled windows, unlabelled windows])``: one epoch visits every
+    labelled index once (shuffled, incomplete last batch dropped); the unlabelled indices
+    cycle through fresh permutations. Hand-written: torch has no fixed-proportion sampler.
+
+    Args:
+        labelled_count: Size of the labelled pool (indices ``0..labelled_count-1``).
+        unlabelled_count: Size of the unlabelled pool (the indices after the labelled ones).
+        labelled_per_batch: Labelled samples per batch.
+        unlabelled_per_batch: Unlabelled samples per batch (0: labelled batches only).
+        seed: Seed of the shuffling; epoch ``e`` uses ``seed + e``.
+    """
+
+    def __init__(
+        self,
+        labelled_count: int,
+        unlabelled_count: int,
+        labelled_per_batch: int,
+        unlabelled_per_batch: int,
+        seed: int = 0,
+    ) -> None:
+        if labelled_count < labelled_per_batch or labelled_per_batch < 1:
+            raise ValueError(
+                f"{labelled_count} labelled windows cannot fill batches of {labelled_per_batch}"
+            )
+        if unlabelled_per_batch and not unlabelled_count:
+            raise ValueError("unlabelled samples per batch need unlabelled windows")
+        self.labelled_count = labelled_count
+        self.unlabelled_count = unlabelled_count
+        self.labelled_per_batch = labelled_per_batch
+        self.unlabelled_per_batch = unlabelled_per_batch
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.labelled_count // self.labelled_per_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        labelled = torch.randperm(self.labelled_count, generator=generator).tolist()
+        pool: list[int] = []
+        for start in range(0, len(self) * self.labelled_per_batch, self.labelled_per_batch):
+            batch = labelled[start : start + self.labelled_per_batch]
+            for _ in range(self.unlabelled_per_batch):
+                if not pool:
+                    pool = torch.randperm(self.unlabelled_count, generator=generator).tolist()
+                batch.append(self.labelled_count + pool.pop())
+            yield batch
 
 
 @dataclass
@@ -106,7 +195,13 @@ class MultiModalDataModule(pl.LightningDataModule):
         patch_size: Window side in pixels (of the first modality's grid).
         batch_size: Samples per batch.
         num_workers: DataLoader worker processes.
-        samples_per_epoch: Random training windows per epoch.
+        samples_per_epoch: Random training windows per epoch (without ``labelled_windows``).
+        labelled_windows: A fixed labelled training set of this many windows (drawn once,
+            visited once per epoch) instead of ``samples_per_epoch`` fresh random windows.
+        unlabelled_windows: A fixed pool of this many training pairs whose labels are
+            ignored (two modalities only): the label-free co-learning terms use them.
+        unlabelled_batch_size: Unlabelled pairs added to every training batch of
+            ``batch_size`` labelled ones (default: ``batch_size``).
         val_samples: Validation windows (a fixed grid, evenly thinned).
         val_stride: Step of the validation grid in pixels (default: ``patch_size``).
         normalize: Apply per-band statistics of every modality.
@@ -134,6 +229,9 @@ class MultiModalDataModule(pl.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         samples_per_epoch: int = 256,
+        labelled_windows: int | None = None,
+        unlabelled_windows: int = 0,
+        unlabelled_batch_size: int | None = None,
         val_samples: int = 64,
         val_stride: int | None = None,
         normalize: bool = True,
@@ -184,6 +282,15 @@ class MultiModalDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.samples_per_epoch = samples_per_epoch
+        if unlabelled_windows and count < 2:
+            raise ValueError("unlabelled_windows need two modalities (pairs without labels)")
+        if labelled_windows is not None and labelled_windows < batch_size:
+            raise ValueError(f"labelled_windows={labelled_windows} < batch_size={batch_size}")
+        self.labelled_windows = labelled_windows
+        self.unlabelled_windows = unlabelled_windows
+        self.unlabelled_batch_size = (
+            batch_size if unlabelled_batch_size is None else unlabelled_batch_size
+        )
         self.val_samples = val_samples
         self.val_stride = val_stride
         self.normalize = normalize
@@ -193,6 +300,7 @@ class MultiModalDataModule(pl.LightningDataModule):
         self.data_root: Path | None = None
         self._train: Dataset | None = None
         self._val: Dataset | None = None
+        self._unlabelled: Dataset | None = None
 
     # -- sources -------------------------------------------------------------------------------
     @property
@@ -289,8 +397,14 @@ class MultiModalDataModule(pl.LightningDataModule):
         second: tuple[ModalitySource, list[Path], BandStats | None] | None,
         labels: list[Path],
         train: bool,
+        count: int | None = None,
+        seed_offset: int = 0,
     ) -> list[LabelledWindows]:
-        """Labelled windows of every CRS group of the first modality (paired when two)."""
+        """Labelled windows of every CRS group of the first modality (paired when two).
+
+        Training: ``count`` random windows (default ``samples_per_epoch``), fixed ones (the
+        same every epoch) when ``count`` is given; validation: a grid of ``val_samples``.
+        """
         table = json.loads(Path(self.label_table).read_text()) if self.label_table else None
         groups = files_by_crs(first[1])
         second_groups = files_by_crs(second[1]) if second else []
@@ -312,12 +426,14 @@ class MultiModalDataModule(pl.LightningDataModule):
         if not members:
             names = [first[0].name] + ([second[0].name] if second else [])
             raise ValueError(f"the {names} files do not overlap anywhere: nothing to pair")
-        per = max(1, (self.samples_per_epoch if train else self.val_samples) // len(members))
+        total = self.val_samples if not train else count or self.samples_per_epoch
+        per = max(1, total // len(members))
         out = []
         for k, (group, dataset, source) in enumerate(members):
             windows: Dataset
             if train:
-                windows = RandomWindows(source, self.patch_size, per, seed=self.seed + 1000 * k)
+                seed = self.seed + 1000 * k + seed_offset
+                windows = RandomWindows(source, self.patch_size, per, seed, fixed=bool(count))
             else:
                 windows = GridWindows(source, self.patch_size, self.val_stride, limit=per)
             image_labels = None
@@ -348,9 +464,22 @@ class MultiModalDataModule(pl.LightningDataModule):
         datasets = {}
         for train in (True, False):
             pair = (second, second_splits[train], second_stats) if second else None
-            windows = self._windows((first, splits[train], first_stats), pair, labels, train)
+            count = self.labelled_windows if train else None
+            windows = self._windows((first, splits[train], first_stats), pair, labels, train, count)
             datasets[train] = ConcatDataset(windows)
         self._train, self._val = datasets[True], datasets[False]
+        if self.unlabelled_windows:
+            pair = (second, second_splits[True], second_stats)
+            # other fixed windows of the training places (a seed offset away from the labelled)
+            windows = self._windows(
+                (first, splits[True], first_stats),
+                pair,
+                labels,
+                True,
+                self.unlabelled_windows,
+                seed_offset=UNLABELLED_SEED_OFFSET,
+            )
+            self._unlabelled = Unlabelled(ConcatDataset(windows))
 
     # -- loaders ---------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
@@ -364,8 +493,22 @@ class MultiModalDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Random labelled windows of the training places."""
-        return self._loader(self._train, shuffle=True)
+        """Labelled windows of the training places (plus unlabelled pairs in every batch)."""
+        if self._unlabelled is None or not self.unlabelled_batch_size:
+            return self._loader(self._train, shuffle=True)
+        sampler = LabelledUnlabelledBatchSampler(
+            len(self._train),
+            len(self._unlabelled),
+            self.batch_size,
+            self.unlabelled_batch_size,
+            seed=self.seed,
+        )
+        return DataLoader(
+            ConcatDataset([self._train, self._unlabelled]),
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+        )
 
     def val_dataloader(self) -> DataLoader:
         """A fixed grid of labelled windows of the held-out places."""

@@ -12,6 +12,10 @@ Loss (weights from ``loss_weights``; a term with weight 0 is not computed):
 - ``discriminative``: cross-entropy of the modality-discrimination heads on the ``specific``
   (and ``unused``) halves against the modality index, averaged over modalities.
 
+Samples without a label (class ``IGNORE_INDEX``, a NaN multi-label vector or target; e.g. the
+unlabelled pairs of ``MultiModalDataModule(unlabelled_windows=...)``) train only the
+contrastive and discrimination terms: co-learning then also learns from pairs nobody labelled.
+
 Task losses: cross-entropy (``classification``), binary cross-entropy (``multilabel``), MSE
 (``regression``: the window mean of the ``target`` raster, or ``target`` [B, K]). Validation and
 test log the metrics of the prediction from all modalities (``val/accuracy`` ...) and of every
@@ -38,6 +42,7 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
+from rsfm.data.labels import IGNORE_INDEX
 from rsfm.models.colearning import CoLearningModel, PooledSmartiesEncoder
 from rsfm.models.finetune import load_backbone_weights
 from rsfm.models.registry import create_model, model_config
@@ -218,7 +223,11 @@ class CoLearningTask(BaseTask):
         }
 
     def targets(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(targets, kept samples): int64 [B], float [B, K] or, for regression, [B, K]."""
+        """(targets, labelled samples): int64 [B], float [B, K] or, for regression, [B, K].
+
+        Unlabelled samples (class ``IGNORE_INDEX``, a NaN multi-label vector or target) are
+        flagged False: they still train the contrastive and discrimination terms.
+        """
         if self.task_type == "regression":
             target = batch["target"].float()
             if target.ndim > 2:  # a target raster per window: its mean over known pixels
@@ -226,8 +235,11 @@ class CoLearningTask(BaseTask):
             target = target.reshape(target.shape[0], -1)
             return target, torch.isfinite(target).all(dim=1)
         label = batch["label"]
-        kept = torch.ones(label.shape[0], dtype=torch.bool, device=label.device)
-        return (label.float() if self.task_type == "multilabel" else label.long()), kept
+        if self.task_type == "multilabel":
+            label = label.float()
+            return label, torch.isfinite(label).all(dim=1)
+        label = label.long()
+        return label, label != IGNORE_INDEX
 
     def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy, binary cross-entropy or MSE."""
@@ -237,20 +249,38 @@ class CoLearningTask(BaseTask):
             return F.binary_cross_entropy_with_logits(output, target)
         return F.mse_loss(output, target)
 
-    def losses(self, out: Mapping[str, Any], target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Weighted loss terms and their sum ``loss`` from :meth:`CoLearningModel.heads`."""
+    def losses(
+        self,
+        out: Mapping[str, Any],
+        target: torch.Tensor,
+        labelled: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Weighted loss terms and their sum ``loss`` from :meth:`CoLearningModel.heads`.
+
+        Args:
+            out: :meth:`CoLearningModel.heads` output for a batch of B samples.
+            target: Targets of the B samples.
+            labelled: Bool ``[B]``: the samples the task terms (``main``, ``auxiliary``) use;
+                the contrastive and discrimination terms use every sample (all when None).
+        """
         names = list(out["logits"])
         weights = self.loss_weights
         zero = out["logits"][names[0]].new_zeros(())
-        terms = {"main": torch.stack([self.task_loss(out["logits"][n], target) for n in names])}
-        if weights["auxiliary"]:
-            terms["auxiliary"] = torch.stack(
-                [
-                    0.5 * self.task_loss(out["aux_specific"][n], target)
-                    + 0.5 * self.task_loss(out["aux_shared"][n], target)
-                    for n in names
-                ]
+        rows = slice(None) if labelled is None or bool(labelled.all()) else labelled
+        terms: dict[str, torch.Tensor] = {}
+        if labelled is None or bool(labelled.any()):
+            target = target[rows]
+            terms["main"] = torch.stack(
+                [self.task_loss(out["logits"][n][rows], target) for n in names]
             )
+            if weights["auxiliary"]:
+                terms["auxiliary"] = torch.stack(
+                    [
+                        0.5 * self.task_loss(out["aux_specific"][n][rows], target)
+                        + 0.5 * self.task_loss(out["aux_shared"][n][rows], target)
+                        for n in names
+                    ]
+                )
         if weights["contrastive"] and len(names) > 1:
             shared = out["shared"]
             terms["contrastive"] = torch.stack(
@@ -281,17 +311,28 @@ class CoLearningTask(BaseTask):
     def _step(
         self, batch: Mapping[str, Any]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any], torch.Tensor, int] | None:
+        """Losses, :meth:`CoLearningModel.encode` parts and targets of the labelled samples.
+
+        Unlabelled samples (see :meth:`targets`) are encoded for the contrastive and
+        discrimination terms when the batch holds two modalities, else dropped.
+        """
         inputs = self.inputs(batch)
         if not inputs:
             return None
-        target, kept = self.targets(batch)
-        if not bool(kept.any()):
+        target, labelled = self.targets(batch)
+        paired = len(inputs) > 1 and bool(
+            self.loss_weights["contrastive"] or self.loss_weights["discriminative"]
+        )
+        if not bool(labelled.any()) and not paired:
             return None
-        if not bool(kept.all()):
-            inputs = {n: (x[kept], w[kept] if w.ndim > 1 else w) for n, (x, w) in inputs.items()}
-            target = target[kept]
+        if not paired and not bool(labelled.all()):
+            inputs = {n: (x[labelled], _rows(w, labelled)) for n, (x, w) in inputs.items()}
+            target, labelled = target[labelled], labelled[labelled]
         parts = self.model.encode(inputs)
-        losses = self.losses(self.model.heads(parts), target)
+        losses = self.losses(self.model.heads(parts), target, labelled)
+        if not bool(labelled.all()):  # metrics and predictions: the labelled samples only
+            parts = {n: {k: v[labelled] for k, v in p.items()} for n, p in parts.items()}
+            target = target[labelled]
         return losses, parts, target, int(target.shape[0])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -308,6 +349,7 @@ class CoLearningTask(BaseTask):
         if result is None:
             return None
         losses, _, _, size = result
+        size = max(size, 1)  # a batch of unlabelled pairs only still trains (label-free terms)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
         terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(terms, batch_size=size)
@@ -318,6 +360,8 @@ class CoLearningTask(BaseTask):
         if result is None:
             return None
         losses, parts, target, size = result
+        if not size:  # unlabelled pairs only: nothing to score
+            return None
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         groups = {"all": parts, **{n: {n: p} for n, p in parts.items()}}
         for group, subset in groups.items():
@@ -376,6 +420,11 @@ class CoLearningTask(BaseTask):
         facts = checkpoint.get("rsfm_task", {})
         self.class_names = facts.get("class_names", self.class_names)
         self.batch_keys = facts.get("batch_keys") or self.batch_keys
+
+
+def _rows(wavelengths: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Per-sample wavelengths ``[B, C]`` of the kept rows (shared ``[C]`` ones unchanged)."""
+    return wavelengths[kept] if wavelengths.ndim > 1 else wavelengths
 
 
 def _prefix(stage: str, group: str) -> str:
