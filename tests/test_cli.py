@@ -101,6 +101,16 @@ def test_short_class_names_resolve_in_any_family(tmp_path: Path) -> None:
     assert yaml.safe_load(shown.stdout)["model"]["class_path"] == "rsfm.tasks.sqa.SQATask"
 
 
+@pytest.mark.parametrize("command", ["data", "hub", "tile", "generate", "super-resolve", "assess"])
+def test_every_subcommand_dispatches_to_its_parser(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
 def test_data_sensors_lists_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "sensors", "sentinel2_l1c"]) == 0
     out = capsys.readouterr().out
