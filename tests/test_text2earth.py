@@ -180,6 +180,10 @@ def test_fit_from_yaml_keeps_ema_and_pushes_it(
     ref = rsfm.hub.push_checkpoint(last, "t2e-ema", hub=tmp_path / "hub", prefix="ema_model.")
     loaded = rsfm.hub.load(str(ref), hub=tmp_path / "hub")
     assert torch.equal(loaded.unet.conv_in.weight, state["ema_model." + key])
+    hub_dir = str(tmp_path / "hub")
+    assert main(["hub", "push", str(last), "--name", "t2e-ema-cli", "--hub", hub_dir, "--ema"]) == 0
+    from_cli = rsfm.hub.load("t2e-ema-cli", hub=tmp_path / "hub")
+    assert torch.equal(from_cli.unet.conv_in.weight, state["ema_model." + key])
     metrics = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()
     header = metrics[0].split(",")
     column = header.index("train/loss")

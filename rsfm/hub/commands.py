@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--best", action="store_true", help="run folder: best, not last.ckpt")
     push.add_argument("--overwrite", action="store_true", help="replace NAME@VERSION")
     push.add_argument(
+        "--ema",
+        action="store_true",
+        help="push the moving-average weights (ema_model.*) of a diffusion task's checkpoint",
+    )
+    push.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="allow full unpickling of your own checkpoint",
@@ -147,6 +152,7 @@ def hub_main(argv: list[str]) -> int:
                 metrics=dict(ns.metric) if ns.metric else None,
                 overwrite=ns.overwrite,
                 best=ns.best,
+                prefix="ema_model." if ns.ema else None,
                 trusted=ns.trust_checkpoint,
                 **extra,
             )
