@@ -117,3 +117,23 @@ def test_dataset_applies_normalization_from_path(known_raster: tuple[Path, np.nd
         not sample["valid"][:32, :32].any() and float(sample["image"][:, :32, :32].abs().max()) == 0
     )
     assert abs(float(sample["image"][1, 40:, 40:].mean())) < 0.1  # band B2: standardised
+
+
+def test_stats_do_not_depend_on_the_global_torch_rng(tmp_path: Path) -> None:
+    """torchgeo's sampler picks files with the global RNG; compute_band_stats must not care."""
+    rng = np.random.default_rng(0)
+    for index, level in enumerate((100.0, 2000.0, 7000.0)):  # files far apart in value
+        data = (level + rng.normal(0, 50, size=(6, 64, 64))).astype(np.float32)
+        origin = (X0 + index * 64 * 30 * 2, Y0)
+        write_geotiff(tmp_path / "files" / f"l8_{index}.tif", data, res=30, origin=origin)
+    dataset = SensorRasterDataset(tmp_path / "files", sensor="landsat8_sr")
+    results = []
+    for global_seed in (1, 2, 3):
+        torch.manual_seed(global_seed)
+        results.append(compute_band_stats(dataset, n_samples=3, patch_size=16, seed=7).to_dict())
+    assert results[0] == results[1] == results[2]
+    state = torch.random.get_rng_state()
+    compute_band_stats(dataset, n_samples=3, patch_size=16, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched
+    other = compute_band_stats(dataset, n_samples=3, patch_size=16, seed=8).to_dict()
+    assert other != results[0]  # the seed does pick the windows

