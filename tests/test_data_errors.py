@@ -119,3 +119,17 @@ def test_bad_bands_do_not_empty_the_window(tmp_path: Path) -> None:
     sample = SensorRasterDataset(path)[(slice(X0, X0 + 80), slice(Y0 - 80, Y0))]
     assert bool(sample["valid"].all()) and float(sample["image"][1].abs().max()) == 0.0
     np.testing.assert_array_equal(sample["image"][[0, 2]].numpy(), data[[0, 2]])
+
+
+def test_labelled_datamodules_resolve_class_names_or_say_what_is_missing() -> None:
+    from rsfm.data.labels import resolve_class_names
+    from rsfm.data.spectra import CLASS_NAMES
+
+    assert resolve_class_names("segmentation", None, None, True) == list(CLASS_NAMES)
+    assert resolve_class_names("regression", ["x"], 3, False) == []
+    assert resolve_class_names("classification", None, 2, False) == ["class_0", "class_1"]
+    assert resolve_class_names("multilabel", ["a", "b"], None, False) == ["a", "b"]
+    with pytest.raises(ValueError, match="give class_names or num_classes"):
+        resolve_class_names("segmentation", None, None, False)
+    with pytest.raises(ValueError, match="2 class_names for 3 classes"):
+        resolve_class_names("segmentation", ["a", "b"], 3, False)

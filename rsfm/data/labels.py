@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from rsfm.data.geotiff_io import write_geotiff
 from rsfm.data.scenes import generate_scene
-from rsfm.data.spectra import NUM_CLASSES, VEGETATION_CLASSES, class_mode_features
+from rsfm.data.spectra import CLASS_NAMES, NUM_CLASSES, VEGETATION_CLASSES, class_mode_features
 from rsfm.data.synthetic import SyntheticWorldConfig, load_manifest
 
 TASKS = ("segmentation", "classification", "multilabel", "regression")
@@ -144,6 +144,36 @@ class TargetRasters:
 
 
 # ----------------------------------------------------------------------------- labelling
+def resolve_class_names(
+    task: str,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+    synthetic_default: bool,
+) -> list[str]:
+    """The class names of a labelled datamodule (``[]`` for regression).
+
+    Args:
+        task: ``classification``, ``multilabel``, ``segmentation`` or ``regression``.
+        class_names: Names given by the user, if any.
+        num_classes: Class count given by the user, if any (names default to ``class_i``).
+        synthetic_default: No user data: the synthetic world's land-cover classes apply.
+
+    Raises:
+        ValueError: If neither names nor a count is given for user data, or they disagree.
+    """
+    if task == "regression":
+        return []
+    if class_names is None and synthetic_default:
+        class_names = list(CLASS_NAMES)
+    elif class_names is None and num_classes is None:
+        raise ValueError("give class_names or num_classes for your labels")
+    count = int(len(class_names) if num_classes is None else num_classes)
+    names = list(class_names or [f"class_{i}" for i in range(count)])
+    if len(names) != count:
+        raise ValueError(f"{len(names)} class_names for {count} classes")
+    return names
+
+
 @dataclass
 class LabelSpec:
     """How raw label values become training labels.

@@ -46,13 +46,13 @@ from rsfm.data.labels import (
     LabelSpec,
     TargetRasters,
     file_labels,
+    resolve_class_names,
     vegetation_fraction_rasters,
 )
 from rsfm.data.normalization import BandStats, compute_band_stats
 from rsfm.data.paired import CoRegisteredPairDataset
 from rsfm.data.raster import SensorRasterDataset
 from rsfm.data.synthetic import (
-    CLASS_NAMES,
     SyntheticWorldConfig,
     default_cache_root,
     ensure_synthetic_world,
@@ -259,16 +259,8 @@ class MultiModalDataModule(pl.LightningDataModule):
         self.labels = list(labels or [])
         self.label_tag = label_tag
         self.label_table = label_table
-        if task == "regression":
-            class_names, num_classes = [], 0
-        elif class_names is None and not self.modalities:
-            class_names = list(CLASS_NAMES)
-        elif class_names is None and num_classes is None:
-            raise ValueError("give class_names or num_classes for your labels")
-        self.num_classes = int(len(class_names) if num_classes is None else num_classes)
-        self.class_names = list(class_names or [f"class_{i}" for i in range(self.num_classes)])
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class_names for {self.num_classes} classes")
+        self.class_names = resolve_class_names(task, class_names, num_classes, not self.modalities)
+        self.num_classes = len(self.class_names)
         self.spec = LabelSpec(
             task,
             self.num_classes,
