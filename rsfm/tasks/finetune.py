@@ -20,9 +20,10 @@ import rsfm.models.finetune  # noqa: F401  (registers the fine-tuning variants)
 from rsfm.models.finetune import FineTuneModel, load_backbone_weights
 from rsfm.models.registry import create_model, model_config
 from rsfm.tasks.base import BaseTask
+from rsfm.tasks.supervised import SupervisedSteps
 
 
-class FineTuneTask(BaseTask):
+class FineTuneTask(SupervisedSteps, BaseTask):
     """Shared fine-tuning logic (see the module docstring).
 
     Args:
@@ -114,48 +115,6 @@ class FineTuneTask(BaseTask):
     def forward(self, image: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
         """The model's predictions (``[B, K, H, W]`` or ``[B, K]``)."""
         return self.model(image, wavelengths)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """One optimisation step; logs ``train/loss`` and skipped all-nodata windows."""
-        skipped = float(batch.get("n_skipped", 0))
-        self.log(
-            "train/skipped_windows",
-            skipped,
-            reduce_fx="sum",
-            on_step=False,
-            on_epoch=True,
-            batch_size=1,
-        )
-        if "image" not in batch:
-            return None
-        result = self.loss_and_targets(self(batch["image"], batch["wavelengths"]), batch)
-        if result is None:
-            return None
-        loss = result[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
-        return loss
-
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
-        if "image" not in batch:
-            return None
-        result = self.loss_and_targets(self(batch["image"], batch["wavelengths"]), batch)
-        if result is None:
-            return None
-        loss, preds, target = result
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics.update(preds, target)
-        size = batch["image"].shape[0]
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
-        return loss
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """Loss and metrics on held-out windows."""
-        return self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """Same as validation, logged under ``test/``."""
-        return self._eval_step(batch, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Raw model outputs with the windows' georeferencing."""

@@ -40,6 +40,7 @@ from torchmetrics.classification import (
 import rsfm.models.hyperspectral  # noqa: F401  (registers the hyperspectral variants)
 from rsfm.models.registry import create_model, model_config
 from rsfm.tasks.base import BaseTask
+from rsfm.tasks.supervised import SupervisedSteps
 
 IGNORE_INDEX = -1
 AUPRC_BINS = 200  # binned average precision: constant memory on any validation set
@@ -68,7 +69,7 @@ def augment_batch(
     return {**batch, **{k: torch.stack(v) for k, v in out.items()}}
 
 
-class HyperspectralSegmentationTask(BaseTask):
+class HyperspectralSegmentationTask(SupervisedSteps, BaseTask):
     """Segmentation of hyperspectral scenes (see the module docstring).
 
     Args:
@@ -210,39 +211,9 @@ class HyperspectralSegmentationTask(BaseTask):
         """The model's logits ``[B, K, H, W]``."""
         return self.model(image, wavelengths)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """One optimisation step on an augmented batch; logs ``train/loss``."""
-        if "image" not in batch:
-            return None
-        if self.augment:
-            batch = augment_batch(batch)
-        result = self.loss_and_targets(self(batch["image"], batch["wavelengths"]), batch)
-        if result is None:
-            return None
-        self.log("train/loss", result[0], prog_bar=True, batch_size=batch["image"].shape[0])
-        return result[0]
-
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
-        if "image" not in batch:
-            return None
-        result = self.loss_and_targets(self(batch["image"], batch["wavelengths"]), batch)
-        if result is None:
-            return None
-        loss, preds, target = result
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics.update(preds, target)
-        size = batch["image"].shape[0]
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
-        return loss
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """Loss and metrics on held-out windows."""
-        return self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """Same as validation, logged under ``test/``."""
-        return self._eval_step(batch, "test")
+    def augment_train_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Random flips and 90-degree rotations of image, mask and valid pixels together."""
+        return augment_batch(batch) if self.augment else batch
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Probabilities with the windows' georeferencing."""
