@@ -26,8 +26,8 @@ COMMANDS = {
 # Imported for every Lightning command (cheap); other families (diffusers, open_clip) are imported
 # by jsonargparse from their full ``class_path``, or all at once when a short name is used.
 CORE_MODULES = (
-    "rsfm.data.datamodule",
-    "rsfm.data.labelled",
+    "rsfm.data.datamodules.pretrain",
+    "rsfm.data.datamodules.labelled",
     "rsfm.tasks.mae",
     "rsfm.tasks.classification",
     "rsfm.tasks.segmentation",
@@ -125,15 +125,16 @@ def data_main(argv: list[str]) -> int:
                 print(f"{name:<20} {len(sensor):>4} bands  {sensor.description}")
         return 0
     if ns.action == "synthetic":
-        from rsfm.data.synthetic import SyntheticWorldConfig, ensure_synthetic_world
+        from rsfm.data.synthetic.config import SyntheticWorldConfig
+        from rsfm.data.synthetic.world import ensure_synthetic_world
 
         config = SyntheticWorldConfig(seed=ns.seed)
         if ns.scenes is not None:
             config = SyntheticWorldConfig(seed=ns.seed, n_scenes=ns.scenes)
         print(ensure_synthetic_world(ns.root, config))
         return 0
-    from rsfm.data.normalization import compute_band_stats
     from rsfm.data.raster import SensorRasterDataset
+    from rsfm.data.stats import compute_band_stats
 
     dataset = SensorRasterDataset(ns.paths, sensor=ns.sensor, skip_empty=True)
     result = compute_band_stats(dataset, n_samples=ns.samples)

@@ -6,10 +6,19 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from rsfm.data.captions import CaptionRecord
+
+class CaptionedRow(Protocol):
+    """What a filter reads of a record (a dataclass such as ``CaptionRecord``)."""
+
+    image: Path
+    captions: tuple[str, ...]
+    trusted: bool
+
+
+Row = TypeVar("Row", bound=CaptionedRow)
 
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*", re.UNICODE)
 # A small closed-class English word list: a caption with none of them and few ASCII letters is
@@ -75,12 +84,10 @@ class CaptionFilter:
             return "language"
         return None
 
-    def __call__(
-        self, records: Sequence[CaptionRecord]
-    ) -> tuple[list[CaptionRecord], dict[str, int]]:
+    def __call__(self, records: Sequence[Row]) -> tuple[list[Row], dict[str, int]]:
         """Filter records; returns ``(kept, {reason: count})``."""
         reasons: dict[str, int] = {}
-        kept: list[CaptionRecord] = []
+        kept: list[Row] = []
         seen_rows: set[tuple[str, tuple[str, ...]]] = set()
 
         def drop(reason: str) -> None:

@@ -5,7 +5,7 @@
 targets); :class:`LabelSpec` holds the rules, :class:`ImageLabels` per-file labels (GeoTIFF tag or
 JSON table, see :func:`file_labels`), :class:`TargetRasters` continuous targets warped onto any
 window grid, and :func:`vegetation_fraction_rasters` the synthetic world's regression target.
-:class:`~rsfm.data.labelled.LabelledGeoDataModule` assembles them.
+:class:`~rsfm.data.datamodules.labelled.LabelledGeoDataModule` assembles them.
 """
 
 from __future__ import annotations
@@ -28,10 +28,16 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from torch.utils.data import Dataset
 
-from rsfm.data.geotiff_io import write_geotiff
-from rsfm.data.scenes import generate_scene
-from rsfm.data.spectra import CLASS_NAMES, NUM_CLASSES, VEGETATION_CLASSES, class_mode_features
-from rsfm.data.synthetic import SyntheticWorldConfig, load_manifest
+from rsfm.data.synthetic.config import SyntheticWorldConfig
+from rsfm.data.synthetic.geotiff import write_geotiff
+from rsfm.data.synthetic.scenes import generate_scene
+from rsfm.data.synthetic.spectra import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    VEGETATION_CLASSES,
+    class_mode_features,
+)
+from rsfm.data.synthetic.world import load_manifest
 
 TASKS = ("segmentation", "classification", "multilabel", "regression")
 IGNORE_INDEX = -1

@@ -32,6 +32,7 @@ from rasterio.warp import calculate_default_transform
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
+from rsfm.band_stats import BandStats
 from rsfm.data.errors import (
     BandMismatchError,
     EmptyWindowError,
@@ -48,7 +49,6 @@ from rsfm.data.grid import (
     overlapping,
     window_plan,
 )
-from rsfm.data.normalization import BandStats
 from rsfm.sensors import Band, Sensor, get_sensor, sensor_from_raster
 
 _BAND_SUFFIX = re.compile(r"_([A-Za-z0-9]+)\.tiff?$")

@@ -23,21 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from rsfm.data.collate import collate_samples
-from rsfm.data.normalization import BandStats
-from rsfm.data.triplet_coregistration import MAX_SCALE as MAX_SCALE
-from rsfm.data.triplet_coregistration import MIN_SCALE as MIN_SCALE
-from rsfm.data.triplet_coregistration import SCALE_TOLERANCE as SCALE_TOLERANCE
+from rsfm.band_stats import BandStats
 from rsfm.data.triplet_coregistration import (
     CoRegisteredTriplet,
     TripletFiles,
-    band_wavelengths,
-    scale_between,
 )
 
 
@@ -215,114 +208,6 @@ def stats_from_windows(
                      key, int(values.shape[1]))  # fmt: skip
 
 
-class TripletDataModule(pl.LightningDataModule):
-    """Triplet windows for ``RefSRTask`` (the synthetic world's triplets by default).
-
-    Args:
-        triplets: Explicit triplets ``[{"lr", "reference", "hr", "changed"}, ...]``; None uses
-            the synthetic world (``synthetic`` = :class:`SyntheticTripletConfig` arguments).
-        root: Folder of synthetic triplets (default: the cache).
-        synthetic: Arguments of :class:`~rsfm.data.synthetic_triplets.SyntheticTripletConfig`.
-        val_triplets: Triplets held out for validation (the last ones).
-        patch_size: Training window side in HR pixels.
-        batch_size: Windows per batch.
-        train_length: Random training windows per epoch.
-        num_workers: DataLoader workers.
-        p_missing: Missing-reference probability (training).
-        p_target: Target-as-reference probability (training).
-        p_grey: Grey-reference probability (training).
-        p_jitter: Colour-jitter probability (training).
-        seed: Seed of windows and degradations.
-    """
-
-    def __init__(
-        self,
-        triplets: list[dict[str, str]] | None = None,
-        root: str | None = None,
-        synthetic: dict[str, Any] | None = None,
-        val_triplets: int = 1,
-        patch_size: int = 32,
-        batch_size: int = 8,
-        train_length: int = 256,
-        num_workers: int = 0,
-        p_missing: float = 0.1,
-        p_target: float = 0.1,
-        p_grey: float = 0.05,
-        p_jitter: float = 0.2,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.batch_size = batch_size
-        self.band_stats: dict[str, BandStats] = {}
-        self.train_dataset: TripletDataset | None = None
-        self.val_dataset: TripletDataset | None = None
-
-    def triplet_files(self) -> list[TripletFiles]:
-        """The triplets' paths (generating the synthetic ones when none are given)."""
-        if self.hparams.triplets:
-            return [TripletFiles.from_dict(t) for t in self.hparams.triplets]
-        from rsfm.data.synthetic_triplets import (
-            SyntheticTripletConfig,
-            ensure_synthetic_triplets,
-            triplet_files,
-        )
-
-        config = SyntheticTripletConfig(**(self.hparams.synthetic or {}))
-        folder = ensure_synthetic_triplets(self.hparams.root, config)
-        return [TripletFiles(**files) for files in triplet_files(folder)]
-
-    def use_band_stats(self, stats: dict[str, dict[str, Any]]) -> None:
-        """Normalise with given statistics (``{"lr": ..., "reference": ...}``) instead."""
-        self.band_stats = {
-            k: BandStats.from_dict(v) for k, v in stats.items() if k in ("lr", "reference")
-        }
-
-    def setup(self, stage: str | None = None) -> None:
-        """Open the triplets, split off validation ones, compute the band statistics."""
-        if self.train_dataset is not None:
-            return
-        hp = self.hparams
-        triplets = [CoRegisteredTriplet(files) for files in self.triplet_files()]
-        n_val = min(hp.val_triplets, len(triplets) - 1) if len(triplets) > 1 else 0
-        train, val = (
-            triplets[: len(triplets) - n_val],
-            triplets[len(triplets) - n_val :] or triplets,
-        )
-        degradation = ReferenceDegradation(hp.p_missing, hp.p_target, hp.p_grey, hp.p_jitter)
-        self.train_dataset = TripletDataset(
-            train, hp.patch_size, hp.train_length, degradation=degradation, seed=hp.seed
-        )
-        if not self.band_stats:
-            self.band_stats = {"lr": stats_from_windows(self.train_dataset, "lr")}
-            if train[0].files.reference is not None:
-                self.band_stats["reference"] = stats_from_windows(self.train_dataset, "reference")
-        lr_stats, ref_stats = self.band_stats.get("lr"), self.band_stats.get("reference")
-        self.train_dataset.lr_stats, self.train_dataset.ref_stats = lr_stats, ref_stats
-        self.val_dataset = TripletDataset(
-            val, hp.patch_size, None, lr_stats=lr_stats, ref_stats=ref_stats, seed=hp.seed
-        )
-
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=workers,
-            collate_fn=collate_samples, persistent_workers=workers > 0,
-        )  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        """Random degraded windows of the training triplets."""
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """A grid of clean windows of the validation triplets."""
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Same as validation."""
-        return self.val_dataloader()
-
-
 def open_triplets(
     files: Sequence[TripletFiles | dict[str, Any]], **kwargs: Any
 ) -> list[CoRegisteredTriplet]:
@@ -333,16 +218,3 @@ def open_triplets(
         )
         for f in files
     ]
-
-
-__all__ = [
-    "CoRegisteredTriplet",
-    "ReferenceDegradation",
-    "TripletDataModule",
-    "TripletDataset",
-    "TripletFiles",
-    "band_wavelengths",
-    "open_triplets",
-    "scale_between",
-    "stats_from_windows",
-]

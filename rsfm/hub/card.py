@@ -23,7 +23,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from rsfm.data.normalization import BandStats
+from rsfm.band_stats import BandStats
 from rsfm.hub.entry import HubError
 from rsfm.sensors import Band, Sensor, get_sensor
 

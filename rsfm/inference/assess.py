@@ -22,9 +22,9 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
+from rsfm.band_stats import BandStats
 from rsfm.data.errors import BandMismatchError
-from rsfm.data.normalization import BandStats
-from rsfm.inference.command import input_sensor, select_bands
+from rsfm.inference.bands import input_sensor, select_bands
 from rsfm.models.sqa import Segmenter, SQAModel, resolve_segmenters, segmenter_features
 
 DEFAULT_TILE = 32

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsfm.data.normalization import BandStats
-from rsfm.data.triplets import CoRegisteredTriplet, TripletFiles
+from rsfm.band_stats import BandStats
+from rsfm.data.triplet_coregistration import CoRegisteredTriplet, TripletFiles
 from rsfm.inference.engine import TiledPredictor, TileOptions, TileReport
 from rsfm.inference.tiling import Tile
 from rsfm.models.crefdiff import CRefDiffModel

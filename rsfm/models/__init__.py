@@ -5,6 +5,15 @@ Importing this package registers every variant; build one with
 """
 
 from rsfm.models.finetune import FineTuneModel
+from rsfm.models.layers.spectral import (
+    DEFAULT_SPECTRAL_RANGES,
+    SpectralPatchEmbed,
+    SpectralRange,
+    UnknownWavelengthError,
+    patchify,
+    range_index,
+    unpatchify,
+)
 from rsfm.models.registry import (
     create_model,
     is_model,
@@ -14,15 +23,6 @@ from rsfm.models.registry import (
     register_model,
 )
 from rsfm.models.smarties import SmartiesEncoder, SmartiesMAE, sincos_pos_embed_2d
-from rsfm.models.spectral import (
-    DEFAULT_SPECTRAL_RANGES,
-    SpectralPatchEmbed,
-    SpectralRange,
-    UnknownWavelengthError,
-    patchify,
-    range_index,
-    unpatchify,
-)
 
 __all__ = [
     "DEFAULT_SPECTRAL_RANGES",

@@ -454,7 +454,7 @@ def clip_image_features(
 
 # --------------------------------------------------------------------------- registered variants
 def _synthetic_class_names() -> list[str]:
-    from rsfm.data.synthetic import CLASS_NAMES
+    from rsfm.data.synthetic.spectra import CLASS_NAMES
 
     return list(CLASS_NAMES)
 

@@ -30,14 +30,14 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from torch import nn
 
-from rsfm.models.diffusion import (
+from rsfm.models.layers.diffusion import (
     diffusion_loss,
     make_scheduler,
     min_snr_weights,
     sampling_scheduler,
     training_target,
 )
-from rsfm.models.reference_branches import (
+from rsfm.models.layers.reference_branches import (
     FeaturePyramid,
     GlobalQueryTokens,
     LocalBranch,

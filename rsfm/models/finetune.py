@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rsfm.models.heads import LinearHead, PooledHead, UPerNetHead
-from rsfm.models.lora import apply_lora, lora_layers, mark_only_lora_trainable, merge_lora
+from rsfm.models.layers.heads import LinearHead, PooledHead, UPerNetHead
+from rsfm.models.layers.lora import apply_lora, lora_layers, mark_only_lora_trainable, merge_lora
 from rsfm.models.registry import create_model, register_model
 from rsfm.models.smarties import SmartiesEncoder
 
@@ -76,7 +76,7 @@ class FineTuneModel(nn.Module):
         feature_blocks: Encoder blocks feeding a dense head (default: the last block for
             ``linear``, four evenly spaced blocks for ``upernet``).
         pool: Pooling of the ``pooled`` head: ``cls`` token or ``avg`` of patch tokens.
-        lora: LoRA adapters on the encoder, as :func:`~rsfm.models.lora.apply_lora` kwargs
+        lora: LoRA adapters on the encoder, as :func:`~rsfm.models.layers.lora.apply_lora` kwargs
             (``rank``, ``alpha``, ``target``, ``dropout``); None for no adapters.
     """
 

@@ -34,8 +34,8 @@ from segmentation_models_pytorch.encoders.mix_transformer import OverlapPatchEmb
 from torch import nn
 
 from rsfm.models.finetune import FineTuneModel
+from rsfm.models.layers.spectral import UnknownWavelengthError
 from rsfm.models.registry import register_model
-from rsfm.models.spectral import UnknownWavelengthError
 
 SPECTRAL_RANGE_NM = (350.0, 2600.0)
 

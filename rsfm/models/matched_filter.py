@@ -62,7 +62,7 @@ class MatchedFilter:
 
     Args:
         signature: Unit absorption ``a`` per band (e.g.
-            :func:`rsfm.data.synthetic_hyperspectral.plume_signature`).
+            :func:`rsfm.data.synthetic.hyperspectral.plume_signature`).
         multiplicative: Target ``-mu * a`` (absorbing gas); False uses ``t = a`` as an additive
             signature.
         iterations: Background estimates (the second and later exclude flagged pixels).

@@ -1,6 +1,6 @@
 """SMARTIES-style spectrum-aware multi-sensor encoder and masked autoencoder.
 
-The encoder embeds any band set with :class:`~rsfm.models.spectral.SpectralPatchEmbed` (one
+The encoder embeds any band set with :class:`~rsfm.models.layers.spectral.SpectralPatchEmbed` (one
 projection per spectral range, averaged over bands), adds fixed 2-D sin-cos position embeddings
 for the input's patch grid, and runs timm ViT blocks. The masked autoencoder (MAE, He et al.
 2022) reconstructs every band of the masked patches with the head of the band's spectral range,
@@ -23,13 +23,13 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from rsfm.models.registry import register_model
-from rsfm.models.spectral import (
+from rsfm.models.layers.spectral import (
     SpectralPatchEmbed,
     SpectralRange,
     band_ranges_for_batch,
     patchify,
 )
+from rsfm.models.registry import register_model
 
 _norm_layer = functools.partial(nn.LayerNorm, eps=1e-6)
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
-from rsfm.data.normalization import BandStats
+from rsfm.band_stats import BandStats
 from rsfm.models.registry import create_model, list_models, register_model
 from rsfm.models.smarties import SmartiesEncoder
 from rsfm.sensors import get_sensor

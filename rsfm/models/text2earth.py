@@ -15,8 +15,8 @@ Parts (all from libraries, wired here):
 
 Conditions are dropped independently during training (``text_drop``, ``gsd_drop``: empty
 caption / null resolution) and recombined at sampling by classifier-free guidance with separate
-text and resolution scales (:func:`rsfm.models.diffusion.combine_guidance`), optionally
-scheduled over the steps (:func:`rsfm.models.diffusion.guidance_factor`).
+text and resolution scales (:func:`rsfm.models.layers.diffusion.combine_guidance`), optionally
+scheduled over the steps (:func:`rsfm.models.layers.diffusion.guidance_factor`).
 
 Images enter in data space (e.g. reflectance), are standardised with ``pixel_mean`` /
 ``pixel_std`` and, in latent mode, encoded by the VAE; :meth:`Text2Earth.generate` returns data
@@ -36,7 +36,7 @@ from open_clip.model import CLIPTextCfg, _build_text_tower
 from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
-from rsfm.models.diffusion import (
+from rsfm.models.layers.diffusion import (
     combine_guidance,
     diffusion_loss,
     guidance_factor,
@@ -429,11 +429,11 @@ class Text2Earth(nn.Module):
             captions: One caption per image.
             gsd: GSD per image (m); None / NaN: no resolution condition.
             steps: Sampling steps.
-            scheduler: Sampling scheduler name (see ``rsfm.models.diffusion.SCHEDULERS``).
+            scheduler: Sampling scheduler name (see ``rsfm.models.layers.diffusion.SCHEDULERS``).
             text_scale: Text guidance scale (1 = no guidance).
             gsd_scale: Resolution guidance scale (1 = no guidance).
             guidance_schedule: Schedule of both scales over the steps (see
-                :func:`rsfm.models.diffusion.guidance_factor`); scales go ``1 + (s-1) f``.
+                :func:`rsfm.models.layers.diffusion.guidance_factor`); scales go ``1 + (s-1) f``.
             generator: Random generator of the initial noise.
             noise: Initial noise in diffusion space (overrides ``generator``).
             known: Data-space images whose ``known_mask`` pixels are kept (inpainting /

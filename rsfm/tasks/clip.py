@@ -1,6 +1,7 @@
 """Contrastive image-text training (CLIP-RS-style) with open_clip's losses, as a LightningModule.
 
-Batches are caption sample dicts (:class:`rsfm.data.captions.CaptionDataModule`): ``image``
+Batches are caption sample dicts (:class:`rsfm.data.datamodules.captions.CaptionDataModule`):
+``image``
 [B,C,H,W], ``wavelengths`` [B,C], ``caption`` list[str], optional ``label`` list[str] and
 ``index`` (image id). Validation and test report the contrastive loss, image<->text retrieval
 R@1/5/10 with the mean recall, and zero-shot classification accuracy when batches carry labels.

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsfm.models.diffusion import make_ema
+from rsfm.models.layers.diffusion import make_ema
 
 EMA_PREFIX = "ema_model."
 

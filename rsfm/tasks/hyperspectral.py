@@ -14,7 +14,7 @@ Training batches get random flips and 90-degree rotations (image, mask and valid
 Metrics (torchmetrics): precision, recall, F1, IoU and AUPRC (average precision), macro-averaged
 over classes in the multi-class case. Data (normalisation with outlier cut, bad-band dropping,
 weighted sampling of rare positives) comes from
-:class:`rsfm.data.hyperspectral.HyperspectralDataModule`.
+:class:`rsfm.data.datamodules.hyperspectral.HyperspectralDataModule`.
 """
 
 from __future__ import annotations

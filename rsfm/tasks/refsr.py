@@ -1,11 +1,13 @@
 """Reference-guided super-resolution training (CRefDiff-style diffusion on triplets).
 
-Batches come from :class:`rsfm.data.triplets.TripletDataModule` (``lr``, ``hr``, ``reference``,
+Batches come from :class:`rsfm.data.datamodules.triplets.TripletDataModule`
+(``lr``, ``hr``, ``reference``,
 ``reference_valid``, ``valid``). The reference strength during training is the reference's valid
 mask, so a missing (degraded) reference is strength 0 and the model learns to work without one.
 Validation samples a few DDIM steps from a better start and logs PSNR against the target and
 against bicubic upsampling. An optional exponential moving average of the weights (diffusers'
-``EMAModel`` through :func:`rsfm.models.diffusion.make_ema`) is used for validation and stored in
+``EMAModel`` through :func:`rsfm.models.layers.diffusion.make_ema`)
+is used for validation and stored in
 checkpoints under ``ema_model.``.
 """
 

@@ -14,7 +14,7 @@ from rsfm.tasks.ema import EMAMixin
 class Text2ImageTask(EMAMixin, BaseTask):
     """Train a text- and resolution-conditioned diffusion model on caption batches.
 
-    Batches are :class:`rsfm.data.captions.CaptionDataModule` dicts (``image``,
+    Batches are :class:`rsfm.data.datamodules.captions.CaptionDataModule` dicts (``image``,
     ``wavelengths``, ``caption`` list, ``gsd`` with NaN = unknown, ``valid``). Captions and
     resolutions are dropped independently (``text_drop`` / ``gsd_drop``) so the model also
     learns the unconditional and text-only predictions that guidance needs.

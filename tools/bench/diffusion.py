@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 import rsfm.models.text2earth  # noqa: F401  (registers the variants)
-from rsfm.models.diffusion import sampling_scheduler
+from rsfm.models.layers.diffusion import sampling_scheduler
 from rsfm.models.registry import create_model
 
 

@@ -25,7 +25,7 @@ import lightning.pytorch as pl
 import torch
 
 from rsfm.data.collate import collate_samples
-from rsfm.data.triplets import TripletDataModule
+from rsfm.data.datamodules.triplets import TripletDataModule
 from rsfm.evaluation.super_resolution import lpips_skip_message, masked_psnr, sr_metrics
 from rsfm.tasks.refsr import RefSRTask
 

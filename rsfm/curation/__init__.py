@@ -1,0 +1,1 @@
+"""Dataset builders that run models: caption purification, SQA datasets, segmenter zoo."""

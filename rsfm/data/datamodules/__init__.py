@@ -1,0 +1,1 @@
+"""Lightning datamodules, one per objective, on a shared base."""

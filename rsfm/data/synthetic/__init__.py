@@ -1,0 +1,1 @@
+"""The embedded default world: seeded, georeferenced synthetic scenes of every sensor."""

@@ -1,0 +1,1 @@
+"""Blocks shared by model families: spectral embedding, heads, LoRA, diffusion, references."""
