@@ -1,14 +1,32 @@
-"""The ``rsfm`` command: ``fit|validate|test|predict`` (LightningCLI) plus ``data`` utilities."""
+"""The ``rsfm`` command: ``fit|validate|test|predict`` (LightningCLI) plus six plain commands.
+
+How the command stays fast (``rsfm --help`` and every plain command's ``--help`` import no
+torch):
+
+* ``rsfm data|hub|tile|generate|super-resolve|assess`` import only their own command module,
+  which builds its ``argparse`` parser from the standard library; torch, rasterio, diffusers,
+  open_clip and matplotlib load inside the command, after the arguments are parsed.
+* ``rsfm fit|validate|test|predict`` import Lightning and the modules in :data:`CORE_MODULES`
+  (MAE pre-training, fine-tuning and their datamodules: torch, Lightning, timm, torchgeo). Every
+  other class -- CLIP, text-to-image, super-resolution, SQA, co-learning, hyperspectral, the
+  curation datamodules -- is imported by jsonargparse from the full dotted ``class_path`` the
+  config names (``class_path: rsfm.tasks.clip.CLIPTask``), so open_clip or diffusers load only
+  for the runs that use them. Short names (``class_path: MAEPretrainTask``) resolve for the core
+  classes only, and ``rsfm fit --help`` lists those; every shipped config uses full paths
+  (``tests/test_configs.py`` parses each one).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import pkgutil
-import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lightning.pytorch.cli import LightningCLI
 
 LIGHTNING_COMMANDS = {"fit", "validate", "test", "predict"}
 
@@ -22,9 +40,8 @@ COMMANDS = {
     "assess": "rsfm.inference.assess:assess_main",
 }
 
-
-# Imported for every Lightning command (cheap); other families (diffusers, open_clip) are imported
-# by jsonargparse from their full ``class_path``, or all at once when a short name is used.
+# Imported for every Lightning command: the classes short names resolve to. Other families are
+# imported by jsonargparse from their full ``class_path`` (see the module docstring).
 CORE_MODULES = (
     "rsfm.data.datamodules.pretrain",
     "rsfm.data.datamodules.labelled",
@@ -33,34 +50,9 @@ CORE_MODULES = (
     "rsfm.tasks.segmentation",
     "rsfm.tasks.regression",
 )
-_SHORT_CLASS = re.compile(r"class_path:\s*[A-Za-z_]\w*\s*$", re.MULTILINE)
 
 
-def _uses_short_class_names(args: list[str]) -> bool:
-    """Whether a config file or option names a class without its module (``MAEPretrainTask``)."""
-    for index, arg in enumerate(args):
-        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
-        previous = args[index - 1] if index else ""
-        if previous in ("--config", "-c") or arg.startswith(("--config=", "-c=")):
-            path = Path(value)
-            if path.is_file() and _SHORT_CLASS.search(path.read_text(encoding="utf-8")):
-                return True
-        elif previous in ("--model", "--data") or arg.startswith(("--model=", "--data=")):
-            if value.isidentifier():
-                return True
-        elif value in ("-h", "--help") or value.startswith("--print_config"):
-            return True  # help lists every importable subclass
-    return False
-
-
-def _import_submodules(package: str) -> None:
-    """Import every module of ``package`` so LightningCLI resolves short class names."""
-    module = importlib.import_module(package)
-    for info in pkgutil.iter_modules(module.__path__, prefix=f"{package}."):
-        importlib.import_module(info.name)
-
-
-def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: ANN201
+def lightning_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run LightningCLI with any rsfm task / datamodule selected by ``class_path`` in YAML.
 
     Args:
@@ -73,13 +65,8 @@ def lightning_main(args: list[str] | None = None, run: bool = True):  # noqa: AN
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningCLI
 
-    arguments = list(sys.argv[1:] if args is None else args)
     for module in CORE_MODULES:
         importlib.import_module(module)
-    if _uses_short_class_names(arguments):  # register every subclass for shorthand resolution
-        _import_submodules("rsfm.data")
-        _import_submodules("rsfm.tasks")
-
     return LightningCLI(
         pl.LightningModule,
         pl.LightningDataModule,

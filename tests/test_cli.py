@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from rsfm.cli import _uses_short_class_names, main
+from rsfm.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "conf" / "smarties_tiny.yaml"
@@ -87,18 +87,63 @@ def test_print_config_and_unknown_key(tmp_path: Path) -> None:
     assert "mask_ratoi" in result.stderr
 
 
-def test_short_class_names_resolve_in_any_family(tmp_path: Path) -> None:
-    config = yaml.safe_load((REPO / "tests" / "conf" / "sqa_quickstart.yaml").read_text())
-    config["model"]["class_path"] = "SQATask"  # a family outside the core modules
+def test_short_class_names_resolve_for_core_classes_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(TINY.read_text())
+    config["model"]["class_path"] = "MAEPretrainTask"  # a core class (rsfm.cli.CORE_MODULES)
     short = tmp_path / "short.yaml"
     short.write_text(yaml.safe_dump(config))
-    assert _uses_short_class_names(["fit", "--config", str(short)])
-    assert not _uses_short_class_names(["fit", "--config", str(TINY)])
-    assert _uses_short_class_names(["fit", "--model", "MAEPretrainTask"])
-    assert not _uses_short_class_names(["fit", "--model=rsfm.tasks.mae.MAEPretrainTask"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(short), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["class_path"] == (
+        "rsfm.tasks.mae.MAEPretrainTask"
+    )
+    # Other families are imported from their full class_path only (a fresh process: nothing
+    # else has imported rsfm.tasks.sqa there).
+    config = yaml.safe_load((REPO / "tests" / "conf" / "sqa_quickstart.yaml").read_text())
+    config["model"]["class_path"] = "SQATask"
+    short.write_text(yaml.safe_dump(config))
     shown = _run(["fit", "--config", str(short), "--print_config"], cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert yaml.safe_load(shown.stdout)["model"]["class_path"] == "rsfm.tasks.sqa.SQATask"
+    assert shown.returncode != 0 and "SQATask" in shown.stderr
+
+
+HELP_COMMANDS = [
+    ["--help"],
+    *([command, "--help"] for command in ("tile", "generate", "super-resolve", "assess")),
+    *(["hub", *action, "--help"] for action in ([], ["list"], ["show"], ["push"], ["pull"])),
+    ["hub", "verify", "--help"],
+    *(["data", *action, "--help"] for action in ([], ["sensors"], ["synthetic"], ["stats"])),
+]
+
+
+def test_plain_commands_help_without_heavy_imports() -> None:
+    """`rsfm --help` and every plain command's --help import no torch (a fresh process)."""
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from rsfm.cli import main\n"
+        "heavy = ('torch', 'lightning', 'rasterio', 'diffusers', 'open_clip', 'matplotlib')\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            main(args)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "    loaded = [name for name in heavy if name in sys.modules]\n"
+        "    print(json.dumps([args, 'usage' in out.getvalue(), loaded]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(HELP_COMMANDS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [args for args, _, _ in rows] == HELP_COMMANDS
+    assert [(args, usage, loaded) for args, usage, loaded in rows if loaded or not usage] == []
 
 
 @pytest.mark.parametrize("command", ["data", "hub", "tile", "generate", "super-resolve", "assess"])

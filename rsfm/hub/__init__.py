@@ -2,32 +2,83 @@
 
 A hub is a folder (default ``checkpoints/`` or ``$RSFM_HUB``), a ``file://`` URL, or a Hugging
 Face repo ``hf://owner/repo``; entries are ``<hub>/<name>@<version>/``. See ``docs/hub.md``.
+
+The names below load on first use (PEP 562): ``import rsfm.hub.commands`` (``rsfm hub --help``)
+does not import torch; ``from rsfm.hub import load`` imports the store, and torch with it.
 """
 
-from rsfm.hub.backends import FetchedEntry, HuggingFaceHub, LocalHub, open_hub
-from rsfm.hub.entry import (
-    EntryExistsError,
-    EntryNotFoundError,
-    EntryRef,
-    HubError,
-    IntegrityError,
-    InvalidNameError,
-)
-from rsfm.hub.store import (
-    describe,
-    entry_config,
-    list_models,
-    load,
-    load_card,
-    load_weights,
-    pull,
-    push,
-    push_checkpoint,
-    resolve_checkpoint,
-    save_pretrained,
-    save_weights,
-    verify,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "FetchedEntry": "backends",
+    "HuggingFaceHub": "backends",
+    "LocalHub": "backends",
+    "open_hub": "backends",
+    "EntryExistsError": "entry",
+    "EntryNotFoundError": "entry",
+    "EntryRef": "entry",
+    "HubError": "entry",
+    "IntegrityError": "entry",
+    "InvalidNameError": "entry",
+    "describe": "store",
+    "entry_config": "store",
+    "list_models": "store",
+    "load": "store",
+    "load_card": "store",
+    "load_weights": "store",
+    "pull": "store",
+    "push": "store",
+    "push_checkpoint": "store",
+    "resolve_checkpoint": "store",
+    "save_pretrained": "store",
+    "save_weights": "store",
+    "verify": "store",
+}
+
+if TYPE_CHECKING:
+    from rsfm.hub.backends import FetchedEntry, HuggingFaceHub, LocalHub, open_hub
+    from rsfm.hub.entry import (
+        EntryExistsError,
+        EntryNotFoundError,
+        EntryRef,
+        HubError,
+        IntegrityError,
+        InvalidNameError,
+    )
+    from rsfm.hub.store import (
+        describe,
+        entry_config,
+        list_models,
+        load,
+        load_card,
+        load_weights,
+        pull,
+        push,
+        push_checkpoint,
+        resolve_checkpoint,
+        save_pretrained,
+        save_weights,
+        verify,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first access (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "EntryExistsError",

@@ -14,18 +14,18 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
-import torch
-from rasterio.windows import Window
-from torch import nn
 
-from rsfm.band_stats import BandStats
 from rsfm.data.errors import BandMismatchError
-from rsfm.inference.bands import input_sensor, select_bands
-from rsfm.models.sqa import Segmenter, SQAModel, resolve_segmenters, segmenter_features
+
+if TYPE_CHECKING:  # torch, rasterio and the SQA model load once a command runs (fast --help)
+    import torch
+    from torch import nn
+
+    from rsfm.band_stats import BandStats
+    from rsfm.models.sqa import Segmenter, SQAModel
 
 DEFAULT_TILE = 32
 
@@ -36,6 +36,8 @@ def _card(model: nn.Module) -> dict[str, Any]:
 
 def stats_covering(model: nn.Module, wavelengths: np.ndarray) -> BandStats | None:
     """The first normalisation statistics of a model's card that cover every wavelength."""
+    from rsfm.band_stats import BandStats
+
     for value in (_card(model).get("normalization") or {}).values():
         stats = BandStats.from_dict(value)
         try:
@@ -57,6 +59,10 @@ def make_quality_fn(
     The segmenter sees the tile normalised with its own statistics, the SQA semantic branch
     with the SQA model's (raw values when either has none).
     """
+    import torch
+
+    from rsfm.models.sqa import segmenter_features
+
     waves = torch.as_tensor(np.asarray(wavelengths, dtype=np.float32))
 
     @torch.no_grad()
@@ -98,6 +104,10 @@ def assess_image(
     Raises:
         BandMismatchError: Naming the file when it holds no valid pixel.
     """
+    import rasterio
+    import torch
+    from rasterio.windows import Window
+
     with rasterio.open(path) as src:
         height, width = src.height, src.width
         tile = min(tile_size, (min(height, width) // patch_size) * patch_size)
@@ -168,6 +178,7 @@ def quality_map(
 
 def _load(args: argparse.Namespace) -> tuple[SQAModel, list[Segmenter]]:
     from rsfm.hub import load
+    from rsfm.models.sqa import SQAModel, resolve_segmenters
 
     sqa = load(args.model, hub=args.hub, device=args.device)
     if not isinstance(sqa, SQAModel):
@@ -196,6 +207,8 @@ def assess_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if (args.segmenter is None) == (args.rank is None):
         parser.error("give exactly one of --segmenter NAME or --rank NAME [NAME ...]")
+
+    from rsfm.inference.bands import input_sensor, select_bands
 
     sqa, segmenters = _load(args)
     first = segmenters[0].model
@@ -231,6 +244,9 @@ def tile_quality_main(model: SQAModel, args: argparse.Namespace) -> int:
     """``rsfm tile SQA_MODEL IN OUT --segmenter NAME``: the quality map of ``rsfm tile``."""
     if not getattr(args, "segmenter", None):
         raise SystemExit("rsfm tile: an SQA model needs --segmenter NAME")
+    from rsfm.inference.bands import input_sensor, select_bands
+    from rsfm.models.sqa import resolve_segmenters
+
     (segmenter,) = resolve_segmenters([args.segmenter], hub=args.hub)
     card = getattr(segmenter.model, "rsfm_card", None) or {}
     sensor = input_sensor(args.input, args.sensor, card.get("rsfm", {}).get("sensors", {}))

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
+if TYPE_CHECKING:  # torch loads once the command runs, so `rsfm tile --help` stays fast
+    import numpy as np
+    import torch
+    from torch import nn
 
 
 def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # noqa: ANN201
     """``[B,C,T,T] -> [B,K,T,T]`` for a fine-tuned dense model or an encoder (embeddings)."""
+    import torch
+    import torch.nn.functional as F
+
     waves = torch.as_tensor(wavelengths)
     from rsfm.models.colearning import CoLearningModel, window_predict_fn
 
@@ -86,14 +87,20 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("--overlap", type=int, default=None, help="default: tile size / 4")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     parser.add_argument("--allow-missing-bands", action="store_true")
     parser.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     parser.add_argument("--plot", type=Path, default=None, help="also write a side-by-side PNG")
     args = parser.parse_args(argv)
 
+    import torch
+
     from rsfm.hub import load
+    from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
     from rsfm.inference.engine import tile_raster
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     model = load(args.model, hub=args.hub, device=args.device)
     from rsfm.models.sqa import SQAModel

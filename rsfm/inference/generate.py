@@ -21,15 +21,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
-import torch
-from rasterio.transform import Affine
-from rasterio.windows import Window
+from affine import Affine  # rasterio's transform type, without loading GDAL
 
-from rsfm.inference.tiling import BlendWindows, TileGrid
+if TYPE_CHECKING:  # torch and rasterio load once the command runs, so `--help` stays fast
+    from rasterio.windows import Window
 
 CHUNK = 256  # block side of the GeoTIFFs and of the windows a canvas is finished in
 GC_EVERY_TILES = 8
@@ -122,6 +120,8 @@ def write_geotiff(
     crs: str | None = None,
 ) -> Path:
     """A float32 GeoTIFF whose transform carries ``gsd`` (written to a temp file, renamed)."""
+    import rasterio
+
     count, height, width = image.shape
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     profile = _profile(height, width, count, canvas_transform(gsd, bounds), crs)
@@ -139,6 +139,8 @@ class _Known:
     """Windowed access to given pixels: an input raster and its mask (1 = regenerate)."""
 
     def __init__(self, image_path: Path | None, mask_path: Path | None, channels: int) -> None:
+        import rasterio
+
         self.image = rasterio.open(image_path) if image_path else None
         self.mask = rasterio.open(mask_path) if mask_path else None
         if self.image is not None and self.image.count != channels:
@@ -212,6 +214,12 @@ def generate_canvas(
             windows the canvas is finished in; memory holds about ``(C + 1) * chunk**2``
             floats at a time whatever the canvas size.
     """
+    import rasterio
+    import torch
+    from rasterio.windows import Window
+
+    from rsfm.inference.tiling import BlendWindows, TileGrid
+
     output = Path(output)
     tile = int(model.image_size)
     overlap = tile // 4 if overlap is None else int(overlap)
@@ -319,6 +327,9 @@ def _finish(
     chunk: int = CHUNK,
 ) -> None:
     """Stream sums / weights (given pixels exact) into the output GeoTIFF, then rename it."""
+    import rasterio
+    from rasterio.windows import Window
+
     temporary = output.with_name(f".{output.name}.{uuid.uuid4().hex}.tmp")
     try:
         with rasterio.open(sums_path) as sums:
@@ -401,6 +412,9 @@ def generate_main(argv: list[str]) -> int:
     ns = _parser().parse_args(argv)
     if ns.bounds is not None and ns.gsd is None:
         raise SystemExit("rsfm generate: --bounds needs --gsd")
+    import rasterio
+    import torch
+
     model = load_generator(ns.model, ns.hub, ns.device)
     ns.out.mkdir(parents=True, exist_ok=True)
     tile = model.image_size

@@ -16,16 +16,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from rsfm.band_stats import BandStats
-from rsfm.data.triplet_coregistration import CoRegisteredTriplet, TripletFiles
-from rsfm.inference.engine import TiledPredictor, TileOptions, TileReport
-from rsfm.inference.tiling import Tile
-from rsfm.models.crefdiff import CRefDiffModel
+if TYPE_CHECKING:  # torch and diffusers load once the command runs, so `--help` stays fast
+    import torch
+
+    from rsfm.band_stats import BandStats
+    from rsfm.data.triplet_coregistration import CoRegisteredTriplet
+    from rsfm.inference.engine import TiledPredictor, TileReport
+    from rsfm.inference.tiling import Tile
+    from rsfm.models.crefdiff import CRefDiffModel
 
 
 class ReferenceSRPredictor:
@@ -66,6 +68,8 @@ class ReferenceSRPredictor:
         self, tile: Tile, size: int
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Reference ``[Cr, T*s, T*s]`` (normalised), strength map ``[1, T*s, T*s]``, noise."""
+        import torch
+
         s = self.grid.scale
         row, col, side = tile.row * s, tile.col * s, size * s
         strength = torch.full((1, side, side), self.strength)
@@ -86,6 +90,10 @@ class ReferenceSRPredictor:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """``[B, C, T, T]`` normalised LR tiles -> ``[B, C, T*s, T*s]`` physical values."""
+        import torch
+
+        from rsfm.inference.tiling import Tile
+
         tiles = self.predictor.current_tiles if self.predictor is not None else None
         size, s = image.shape[-1], self.grid.scale
         if tiles is None:  # the engine's shape probe: no position, no reference
@@ -160,6 +168,11 @@ def super_resolve(
         progress: Show a progress bar.
         device: Torch device.
     """
+    import torch
+
+    from rsfm.data.triplet_coregistration import CoRegisteredTriplet, TripletFiles
+    from rsfm.inference.engine import TiledPredictor, TileOptions
+
     model = model.to(device).eval()
     factor = int(scale or model.scale)
     files = TripletFiles(
@@ -205,6 +218,8 @@ def _is_number(value: Any) -> bool:
 
 def _card_stats(model: Any) -> tuple[BandStats | None, BandStats | None]:
     """LR and reference statistics from a hub card (``rsfm.normalization.{lr,reference}``)."""
+    from rsfm.band_stats import BandStats
+
     stats = (getattr(model, "rsfm_card", None) or {}).get("rsfm", {}).get("normalization", {})
     lr, ref = stats.get("lr"), stats.get("reference")
     return (BandStats.from_dict(lr) if lr else None, BandStats.from_dict(ref) if ref else None)
@@ -235,9 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def super_resolve_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rsfm super-resolve``; returns the exit status."""
-    from rsfm.hub import load
-
     args = build_parser().parse_args(list(argv) if argv is not None else sys.argv[1:])
+
+    from rsfm.hub import load
+    from rsfm.models.crefdiff import CRefDiffModel
+
     model = load(args.model, hub=args.hub, device=args.device)
     if not isinstance(model, CRefDiffModel):
         print(f"rsfm super-resolve: {args.model} is not a CRefDiff model", file=sys.stderr)
