@@ -1,0 +1,80 @@
+"""Every shipped ``configs/**/*.yaml`` parses with ``rsfm fit --print_config``; typos are errors.
+
+Parsing resolves every ``class_path`` and checks every key against the classes' signatures
+(jsonargparse) without building a model, reading data or training, so a renamed argument or a
+moved class breaks this test rather than a user's first run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rsfm.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+QUICKSTART = REPO / "configs" / "smarties" / "quickstart.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LightningCLI warns when ``args`` is given beside pytest's own ``sys.argv``."""
+    monkeypatch.setattr("sys.argv", ["rsfm"])
+
+
+def print_config(config: Path) -> None:
+    """Run ``rsfm fit --config CONFIG --print_config`` (the YAML goes to stdout)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None), f"{config}: exit code {exit_info.value.code}"
+
+
+def test_configs_are_found() -> None:
+    assert len(CONFIGS) >= 20 and QUICKSTART in CONFIGS
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_shipped_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    print_config(config)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for section in ("model", "data"):
+        assert printed[section]["class_path"] == written[section]["class_path"], section
+    assert printed["model"]["init_args"], "no task argument was resolved"
+    for key, value in (written["model"].get("init_args") or {}).items():
+        if not isinstance(value, dict | list):  # scalars round-trip unchanged
+            assert printed["model"]["init_args"][key] == value, key
+
+
+@pytest.mark.parametrize(
+    "typo",
+    [
+        "--model.init_args.mask_ratoi=0.5",
+        "--data.init_args.batch_szie=4",
+        "--trainer.max_epohcs=1",  # not a prefix: argparse accepts abbreviations
+    ],
+)
+def test_unknown_key_is_an_error(
+    typo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = typo.split("=")[0].rsplit(".", 1)[1]
+    with pytest.raises(SystemExit) as exit_info:  # on the command line ...
+        main(["fit", "--config", str(QUICKSTART), typo, "--print_config"])
+    assert exit_info.value.code not in (0, None)
+    assert key in capsys.readouterr().err
+
+    config = yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))  # ... and in a YAML file
+    section = config
+    *parents, leaf = typo.split("=")[0].removeprefix("--").split(".")
+    for name in parents:
+        section = section.setdefault(name, {})
+    section[leaf] = 1
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(bad), "--print_config"])
+    assert exit_info.value.code not in (0, None)
+    assert key in capsys.readouterr().err
