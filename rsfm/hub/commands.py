@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from rsfm.hub.entry import HubError
 
@@ -103,28 +102,31 @@ def _print_show(name: str, hub: str | None, as_json: bool) -> None:
 
     entry, card = describe(name, hub)
     if as_json:
-        print(json.dumps(card, indent=2))
+        print(json.dumps(card.to_front_matter(), indent=2))
         return
-    info: dict[str, Any] = card["rsfm"]
-    arch = info.get("architecture") or {}
+    arch = card.architecture
     print(f"{entry.ref.key}  ({entry.path})")
     print(f"  created   {entry.record.get('created')}")
-    print(f"  license   {card.get('license')}")
-    print(f"  family    {info.get('family')}   task {info.get('task')}")
-    component = f" [{arch['component']}]" if arch.get("component") else ""
-    print(f"  model     {arch.get('class_path')}{component}  ({arch.get('name') or '-'})")
+    print(f"  license   {card.license}")
+    print(f"  family    {card.family}   task {card.task}   output {card.output or '-'}")
+    if card.class_names:
+        print(f"  classes   {', '.join(card.class_names)}")
+    component = f" [{arch.component}]" if arch.component else ""
+    print(f"  model     {arch.class_path}{component}  ({arch.name or '-'})")
     print(
-        f"  input     {info.get('input_size')} px, patch {info.get('patch_size')} px, "
-        f"{info.get('parameters') or '-'} parameters"
+        f"  input     {card.input_size} px, patch {card.patch_size} px, "
+        f"{card.parameters or '-'} parameters"
     )
-    for sensor, table in (info.get("sensors") or {}).items():
-        bands = ", ".join(b["name"] for b in table["bands"])
-        stats = "normalisation stats" if sensor in (info.get("normalization") or {}) else "no stats"
+    for stage in card.stages:
+        print(f"  stage     {stage.stage}: {', '.join(stage.sensors) or '-'}")
+    for sensor, table in card.sensors.items():
+        bands = ", ".join(table.band_names)
+        stats = "normalisation stats" if sensor in card.normalization else "no stats"
         print(
-            f"  sensor    {sensor}: {len(table['bands'])} bands ({bands}); "
-            f"GSD {(info.get('gsd') or {}).get(sensor)} m; {stats}"
+            f"  sensor    {sensor}: {len(table.bands)} bands ({bands}); "
+            f"GSD {card.gsd.get(sensor)} m; {stats}"
         )
-    for metric, value in (info.get("metrics") or {}).items():
+    for metric, value in card.metrics.items():
         print(f"  metric    {metric} = {value}")
     print("  files (sha256 verified)")
     for file_name, meta in entry.record["files"].items():

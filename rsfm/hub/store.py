@@ -25,7 +25,9 @@ from torch import nn
 
 import rsfm
 from rsfm.hub.backends import FetchedEntry, Hub, LocalHub, open_hub
-from rsfm.hub.card import DEFAULT_LICENSE, build_metadata, jsonable, parse_card, render_card
+from rsfm.hub.card import DEFAULT_LICENSE, ModelCard, facts_fields, jsonable
+from rsfm.hub.card_body import parse_card, render_card
+from rsfm.hub.checkpoint_keys import BAND_STATS, MODEL_CONFIG, TASK, TaskFacts
 from rsfm.hub.entry import (
     CARD_NAME,
     CONFIG_NAME,
@@ -84,24 +86,29 @@ def _n_parameters(model: nn.Module) -> int:
 def _write_entry(model: nn.Module, folder: Path, card: Mapping[str, Any], load_ref: str) -> None:
     """Write ``model.safetensors``, ``config.json`` and ``card.md`` into an existing folder."""
     config = entry_config(model)
-    metadata = build_metadata(config, card, _n_parameters(model))
+    typed = ModelCard.build(config, card, _n_parameters(model))
     save_weights(model, folder / WEIGHTS_NAME)
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (folder / CARD_NAME).write_text(render_card(metadata, load_ref), encoding="utf-8")
+    (folder / CARD_NAME).write_text(render_card(typed, load_ref), encoding="utf-8")
     umask_mode(folder / WEIGHTS_NAME)  # safetensors writes 0600
 
 
-def _unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
-    """The network to save and card fields it brings (a task's stats and hyper-parameters)."""
+def _unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, Any], TaskFacts | None]:
+    """The network to save, the card fields a task brings (its statistics and
+    hyper-parameters) and the task's facts (``task.task_facts()``, when it has them)."""
     inner = getattr(model, "model", None)
     if isinstance(getattr(model, "init_args", None), dict) or not isinstance(inner, nn.Module):
-        return model, {}
+        return model, {}, None
     fields: dict[str, Any] = {}
     if getattr(model, "band_stats", None):
         fields["normalization"] = model.band_stats
     if getattr(model, "hparams", None):
         fields["training"] = {"hyper_parameters": jsonable(dict(model.hparams))}
-    return inner, fields
+    task_facts = getattr(model, "task_facts", None)
+    facts = task_facts() if callable(task_facts) else None
+    if facts is not None and not isinstance(facts, TaskFacts):
+        facts = TaskFacts.from_dict(facts)  # a task still returning the plain dict
+    return inner, fields, facts
 
 
 def _component(model: nn.Module, component: str | None) -> nn.Module:
@@ -141,7 +148,8 @@ def save_pretrained(
     target = Path(directory).expanduser()
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise EntryExistsError(f"{target} exists and is not empty; pass overwrite=True")
-    module, fields = _unwrap(model)
+    module, fields, facts = _unwrap(model)
+    fields.update(facts_fields(facts))
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     umask_mode(staged, directory=True)
@@ -187,7 +195,8 @@ def push(
 
     Args:
         model_or_checkpoint: A registered rsfm model, a task (its ``model`` is pushed with its
-            band statistics), or a path (see :func:`push_checkpoint`).
+            band statistics and, through ``task.task_facts()``, its task facts), or a path
+            (see :func:`push_checkpoint`).
         name: Model name (``[A-Za-z0-9][A-Za-z0-9._-]*``).
         version: Version such as ``1.2``; None = ``1.0`` for a new name, else the latest with
             its last number increased.
@@ -210,9 +219,9 @@ def push(
         )
     backend = open_hub(hub)
     ref = _new_ref(backend, name, version)
-    module, fields = _unwrap(model_or_checkpoint)
+    module, fields, facts = _unwrap(model_or_checkpoint)
     module = _component(module, component)
-    fields = {**fields, "component": component, **(card or {})}
+    fields = {**fields, **facts_fields(facts, component), "component": component, **(card or {})}
     fields.update(name=ref.name, version=ref.version)
     staged = _staging(backend)
     try:
@@ -264,9 +273,9 @@ def _read_checkpoint(path: Path, trusted: bool) -> dict[str, Any]:
         raise HubError(f"{path}: unreadable or truncated checkpoint: {err}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise HubError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
-    if "rsfm_model_config" not in checkpoint:
+    if MODEL_CONFIG not in checkpoint:
         raise HubError(
-            f"{path} has no 'rsfm_model_config': not written by an rsfm task, so its "
+            f"{path} has no {MODEL_CONFIG!r}: not written by an rsfm task, so its "
             "architecture is unknown"
         )
     return checkpoint
@@ -325,7 +334,9 @@ def push_checkpoint(
 
     The architecture comes from the checkpoint's ``rsfm_model_config``, the weights from its
     ``state_dict`` (task prefix such as ``model.`` stripped), the normalisation from
-    ``rsfm_band_stats``, the training config from ``hyper_parameters``.
+    ``rsfm_band_stats``, the task facts (task, output kind, class names, ignore index,
+    input/patch size, training stages) from ``rsfm_task``, the training config from
+    ``hyper_parameters`` (keys: :mod:`rsfm.hub.checkpoint_keys`).
 
     Args:
         ckpt_path: A ``.ckpt`` file or a run folder (see :func:`resolve_checkpoint`).
@@ -346,11 +357,11 @@ def push_checkpoint(
     """
     path = resolve_checkpoint(ckpt_path, best=best)
     checkpoint = _read_checkpoint(path, trusted)
-    model = model_from_config(checkpoint["rsfm_model_config"])
+    model = model_from_config(checkpoint[MODEL_CONFIG])
     try:
         model.load_state_dict(_model_state(checkpoint["state_dict"], model, prefix, path))
     except RuntimeError as err:  # shapes that contradict rsfm_model_config
-        raise HubError(f"{path}: weights do not fit its rsfm_model_config: {err}") from None
+        raise HubError(f"{path}: weights do not fit its {MODEL_CONFIG}: {err}") from None
     training = {
         "hyper_parameters": checkpoint.get("hyper_parameters") or {},
         "datamodule_hyper_parameters": checkpoint.get("datamodule_hyper_parameters") or {},
@@ -359,8 +370,10 @@ def push_checkpoint(
         "lightning_version": checkpoint.get("pytorch-lightning_version"),
         "checkpoint": path.name,
     }
+    facts = TaskFacts.from_dict(checkpoint.get(TASK))
     fields = {
-        "normalization": checkpoint.get("rsfm_band_stats") or {},
+        **facts_fields(facts, component),
+        "normalization": checkpoint.get(BAND_STATS) or {},
         "metrics": dict(metrics) if metrics is not None else _checkpoint_metrics(checkpoint),
         "license": license,
         "training": jsonable({k: v for k, v in training.items() if v not in (None, {})}),
@@ -446,7 +459,8 @@ def load(
     verify: bool = True,
     device: str = "cpu",
 ) -> nn.Module:
-    """Rebuild a pushed model in eval mode, its card attached as ``model.rsfm_card``.
+    """Rebuild a pushed model in eval mode, its typed card attached as ``model.rsfm_card``
+    (a :class:`~rsfm.hub.card.ModelCard`).
 
     Args:
         name_or_path: ``name``, ``name@version`` (resolved in ``hub``), or an entry folder path
@@ -476,14 +490,14 @@ def load(
     return model.eval()
 
 
-def describe(name: str, hub: HubLike = None) -> tuple[FetchedEntry, dict[str, Any]]:
-    """The verified entry (reference, folder, index record) and its parsed card."""
+def describe(name: str, hub: HubLike = None) -> tuple[FetchedEntry, ModelCard]:
+    """The verified entry (reference, folder, index record) and its typed card."""
     entry = open_hub(hub).fetch(EntryRef.parse(name))
     return entry, parse_card(_read_text(entry.path / CARD_NAME), str(entry.path / CARD_NAME))
 
 
-def load_card(name: str | os.PathLike[str], hub: HubLike = None) -> dict[str, Any]:
-    """The parsed card front matter of ``name[@version]`` or an entry folder (hash-verified)."""
+def load_card(name: str | os.PathLike[str], hub: HubLike = None) -> ModelCard:
+    """The typed card of ``name[@version]`` or an entry folder (hash-verified)."""
     folder = _locate(name, hub, verify=True)
     return parse_card(_read_text(folder / CARD_NAME), str(folder / CARD_NAME))
 

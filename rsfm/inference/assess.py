@@ -30,16 +30,20 @@ if TYPE_CHECKING:  # torch, rasterio and the SQA model load once a command runs 
 DEFAULT_TILE = 32
 
 
-def _card(model: nn.Module) -> dict[str, Any]:
-    return (getattr(model, "rsfm_card", None) or {}).get("rsfm", {})
+def _card(model: nn.Module) -> Any:
+    """The typed card (:class:`rsfm.hub.card.ModelCard`) of a hub model, or None."""
+    return getattr(model, "rsfm_card", None)
+
+
+def _input_size(model: nn.Module) -> int:
+    card = _card(model)
+    return int((card.input_size if card is not None else None) or DEFAULT_TILE)
 
 
 def stats_covering(model: nn.Module, wavelengths: np.ndarray) -> BandStats | None:
     """The first normalisation statistics of a model's card that cover every wavelength."""
-    from rsfm.band_stats import BandStats
-
-    for value in (_card(model).get("normalization") or {}).values():
-        stats = BandStats.from_dict(value)
+    card = _card(model)
+    for stats in (card.normalization if card is not None else {}).values():
         try:
             stats.rows_for(wavelengths)
         except ValueError:
@@ -211,11 +215,10 @@ def assess_main(argv: list[str]) -> int:
     from rsfm.inference.bands import input_sensor, select_bands
 
     sqa, segmenters = _load(args)
-    first = segmenters[0].model
-    card = getattr(first, "rsfm_card", None) or {}
-    sensor = input_sensor(args.image, args.sensor, card.get("rsfm", {}).get("sensors", {}))
+    card = _card(segmenters[0].model)
+    sensor = input_sensor(args.image, args.sensor, card)
     bands, wavelengths, _ = select_bands(args.image, sensor, card, args.allow_missing_bands)
-    tile = args.tile_size or int(_card(sqa).get("input_size") or DEFAULT_TILE)
+    tile = args.tile_size or _input_size(sqa)
     patch = int(getattr(getattr(sqa.semantic, "encoder", None), "patch_size", 8) or 8)
     sqa_stats = stats_covering(sqa, wavelengths)
     scores = assess_image(
@@ -241,20 +244,24 @@ def assess_main(argv: list[str]) -> int:
 
 
 def tile_quality_main(model: SQAModel, args: argparse.Namespace) -> int:
-    """``rsfm tile SQA_MODEL IN OUT --segmenter NAME``: the quality map of ``rsfm tile``."""
+    """``rsfm tile SQA_MODEL IN OUT --segmenter NAME``: the quality map of ``rsfm tile``.
+
+    The tile command's hook for cards whose default output is ``quality``
+    (:data:`rsfm.inference.command.TILE_HOOKS`).
+    """
     if not getattr(args, "segmenter", None):
         raise SystemExit("rsfm tile: an SQA model needs --segmenter NAME")
     from rsfm.inference.bands import input_sensor, select_bands
     from rsfm.models.sqa import resolve_segmenters
 
     (segmenter,) = resolve_segmenters([args.segmenter], hub=args.hub)
-    card = getattr(segmenter.model, "rsfm_card", None) or {}
-    sensor = input_sensor(args.input, args.sensor, card.get("rsfm", {}).get("sensors", {}))
+    card = _card(segmenter.model)
+    sensor = input_sensor(args.input, args.sensor, card)
     bands, wavelengths, _ = select_bands(args.input, sensor, card, args.allow_missing_bands)
     quality_map(
         model, segmenter, args.input, args.output, bands=bands, wavelengths=wavelengths,
         sqa_stats=stats_covering(model, wavelengths),
-        tile_size=args.tile_size or int(_card(model).get("input_size") or DEFAULT_TILE),
+        tile_size=args.tile_size or _input_size(model),
         batch_size=args.batch_size, device=args.device,
     )  # fmt: skip
     print(args.output)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -13,16 +13,33 @@ from rsfm.data.errors import BandMismatchError
 from rsfm.data.grid import canonical_band_name
 from rsfm.sensors import Sensor, get_sensor, sensor_from_raster
 
+if TYPE_CHECKING:
+    from rsfm.hub.card import ModelCard
+
 WAVELENGTH_TOLERANCE_NM = 1.0
 
 
-def input_sensor(path: Path, sensor: str | None, card_sensors: dict[str, Any]) -> Sensor:
+def card_sensor_names(card: ModelCard | None) -> list[str]:
+    """Sensors a card says the model saw: the last stage's first, then earlier stages', then
+    those with normalisation statistics only."""
+    if card is None:
+        return []
+    return list(dict.fromkeys([*card.known_sensors(), *card.normalization]))
+
+
+def input_sensor(path: Path, sensor: str | None, card: ModelCard | None) -> Sensor:
     """The input's band metadata: ``--sensor``, the file's wavelength tags, its RSFM_SENSOR tag,
     or band descriptions / band count matching one sensor of the model card, in that order.
+
+    Args:
+        path: Input GeoTIFF.
+        sensor: Registered sensor name given by the user, or None.
+        card: The model's typed card (its sensors are candidates for a bare file), or None.
 
     Raises:
         BandMismatchError: Naming the file, when none of these describes its bands.
     """
+    card_sensors = card_sensor_names(card)
     with rasterio.open(path) as ds:
         count, tags, descriptions = ds.count, ds.tags(), [d or "" for d in ds.descriptions]
     if sensor is not None:
@@ -65,20 +82,22 @@ def input_sensor(path: Path, sensor: str | None, card_sensors: dict[str, Any]) -
 
 
 def select_bands(
-    path: Path, sensor: Sensor, card: dict[str, Any], allow_missing: bool
+    path: Path, sensor: Sensor, card: ModelCard | None, allow_missing: bool
 ) -> tuple[list[int], np.ndarray, BandStats | None]:
     """Input bands the model was trained with (1-based indexes), their wavelengths and stats.
+
+    The bands the model knows are those of every training stage and of every sensor with
+    normalisation statistics in the card (a head fine-tuned on one sensor keeps the encoder's
+    pretraining sensors); the statistics of the input's own sensor are preferred.
 
     Raises:
         BandMismatchError: When the input lacks bands the model was trained with (unless
             ``allow_missing``) or shares none with it.
     """
-    rsfm = card.get("rsfm", {})
-    stats_by_sensor = {k: BandStats.from_dict(v) for k, v in rsfm.get("normalization", {}).items()}
-    trained = np.array(
-        [b["wavelength_nm"] for table in rsfm.get("sensors", {}).values() for b in table["bands"]],
-        dtype=float,
-    )
+    stats_by_sensor = dict(card.normalization) if card is not None else {}
+    if sensor.name in stats_by_sensor:  # the input's own sensor first
+        stats_by_sensor = {sensor.name: stats_by_sensor.pop(sensor.name), **stats_by_sensor}
+    trained = np.array(card.known_wavelengths() if card is not None else [], dtype=float)
     waves = sensor.wavelengths.astype(float)
     if trained.size == 0:  # a card without band metadata: use every input band
         keep = list(range(len(waves)))
@@ -93,7 +112,7 @@ def select_bands(
     stats = _stats_for(waves[keep], stats_by_sensor)
     if stats_by_sensor and stats is None:
         raise BandMismatchError(path, "no normalisation statistics of the model cover its bands")
-    wanted = stats.wavelengths if stats is not None else trained
+    wanted = stats.wavelengths if stats is not None else _sensor_waves(waves[keep], card)
     missing = [float(w) for w in wanted if np.abs(waves - w).min() > WAVELENGTH_TOLERANCE_NM]
     if missing and not allow_missing:
         raise BandMismatchError(
@@ -102,6 +121,21 @@ def select_bands(
             "--allow-missing-bands (a spectrum-aware encoder accepts band subsets)",
         )
     return [i + 1 for i in keep], waves[keep].astype(np.float32), stats
+
+
+def _sensor_waves(waves: np.ndarray, card: ModelCard | None) -> list[float]:
+    """Wavelengths of the card's band table sharing most bands with ``waves`` (no stats)."""
+    tables = list(card.known_sensors().values()) if card is not None else []
+    if not tables:
+        return []
+
+    def shared(wavelengths: list[float]) -> int:
+        known = np.asarray(wavelengths, dtype=float)
+        if known.size == 0:
+            return 0
+        return sum(np.abs(known - w).min() <= WAVELENGTH_TOLERANCE_NM for w in waves)
+
+    return max(tables, key=lambda table: shared(table.wavelengths)).wavelengths
 
 
 def _stats_for(waves: np.ndarray, stats_by_sensor: dict[str, BandStats]) -> BandStats | None:

@@ -12,28 +12,54 @@ if TYPE_CHECKING:  # torch loads once the command runs, so `rsfm tile --help` st
     import torch
     from torch import nn
 
+# Output kinds ``rsfm tile`` writes itself; a card whose default output is a key of
+# TILE_HOOKS is handed to that function (``module:function``, called with the model and the
+# parsed arguments), e.g. the per-tile quality map of an SQA model.
+TILE_OUTPUTS = ("classes", "probabilities", "values", "embeddings")
+TILE_HOOKS = {"quality": "rsfm.inference.assess:tile_quality_main"}
+_OTHER_COMMANDS = {
+    "image": "rsfm super-resolve (super-resolution) or rsfm generate (text-to-image)"
+}
 
-def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # noqa: ANN201
-    """``[B,C,T,T] -> [B,K,T,T]`` for a fine-tuned dense model or an encoder (embeddings)."""
+
+def make_predict_fn(  # noqa: ANN201
+    model: nn.Module, wavelengths: np.ndarray, output: str, *, multilabel: bool = False
+):
+    """``[B,C,T,T] -> [B,K,T,T]`` for a fine-tuned model or an encoder (embeddings).
+
+    A family that tiles differently provides ``model.tile_predict_fn(wavelengths, output)``
+    (e.g. co-learning's window-level classes from the input's modality), which is used as is.
+    A dense head predicts per pixel; a pooled (window-level) head's ``[B, K]`` output is spread
+    over the tile, so blended overlapping tiles give a smooth map.
+
+    Args:
+        model: A hub model.
+        wavelengths: Centre wavelengths of the input bands (nm).
+        output: ``classes``, ``probabilities``, ``values`` or ``embeddings``.
+        multilabel: Independent sigmoid per class instead of a softmax over classes.
+    """
     import torch
     import torch.nn.functional as F
 
     waves = torch.as_tensor(wavelengths)
-    from rsfm.models.colearning import CoLearningModel, window_predict_fn
-
-    if isinstance(model, CoLearningModel):  # window-level classes from the input's modality
-        return torch.no_grad()(window_predict_fn(model, waves, probabilities=output != "values"))
+    adapter = getattr(model, "tile_predict_fn", None)
+    if callable(adapter):
+        return torch.no_grad()(adapter(waves, output))
+    has_head = hasattr(model, "head")
+    dense = has_head and getattr(model, "dense", False)
 
     @torch.no_grad()
     def predict(image: torch.Tensor) -> torch.Tensor:
         w = waves.to(image.device)
-        if hasattr(model, "head") and getattr(model, "dense", False):
+        if dense or (has_head and output != "embeddings"):
             out = model(image, w)
+            if out.ndim == 2:  # window-level outputs [B, K] cover the whole tile
+                out = out[:, :, None, None].expand(-1, -1, *image.shape[-2:])
             if output not in ("classes", "probabilities"):
                 return out
-            if out.shape[1] == 1:  # a binary logit: two-class probabilities [1 - p, p]
+            if out.shape[1] == 1 or multilabel:  # binary logit(s): sigmoid
                 positive = out.sigmoid()
-                return torch.cat([1 - positive, positive], dim=1)
+                return torch.cat([1 - positive, positive], dim=1) if out.shape[1] == 1 else positive
             return out.softmax(dim=1)
         encoder = getattr(model, "encoder", model)
         features = encoder.forward_spatial(image, w)
@@ -42,12 +68,14 @@ def make_predict_fn(model: nn.Module, wavelengths: np.ndarray, output: str):  # 
     return predict
 
 
-def default_output(model: nn.Module, card: dict[str, Any]) -> str:
-    """``classes`` for dense classifiers, ``values`` for regressors, else ``embeddings``."""
-    task = str(card.get("rsfm", {}).get("task", ""))
-    from rsfm.models.colearning import CoLearningModel
-
-    if isinstance(model, CoLearningModel):  # window-level classes
+def default_output(model: nn.Module, card: Any) -> str:
+    """The output ``rsfm tile`` writes by default: the card's (set from the task when pushed,
+    e.g. ``classes`` for segmentation); for cards without one, ``classes`` for dense
+    classifiers and window-level adapters, ``values`` for regressors, else ``embeddings``."""
+    if card is not None and card.output:
+        return card.output
+    task = str(card.task if card is not None else "")
+    if callable(getattr(model, "tile_predict_fn", None)):
         return "values" if "regression" in task else "classes"
     if hasattr(model, "head") and getattr(model, "dense", False):
         single = getattr(model, "num_outputs", 2) == 1
@@ -55,6 +83,31 @@ def default_output(model: nn.Module, card: dict[str, Any]) -> str:
             return "values"
         return "classes"  # a one-channel segmenter outputs a binary logit (make_predict_fn)
     return "embeddings"
+
+
+def output_channels(model: nn.Module, card: Any, kind: str) -> int | None:
+    """Channels of a class output (a single binary logit gives two), None for other kinds."""
+    if kind not in ("classes", "probabilities"):
+        return None
+    count = getattr(model, "num_outputs", None)
+    if count is None and card is not None and card.class_names:
+        count = len(card.class_names)
+    if count == 1 and not (card is not None and card.task == "multilabel"):
+        return 2
+    return int(count) if count else None
+
+
+def class_names_for(card: Any, channels: int | None) -> list[str] | None:
+    """The card's class names when they name every output channel, else None."""
+    names = list(card.class_names or []) if card is not None else []
+    return names if names and channels == len(names) else None
+
+
+def _run_hook(spec: str, model: nn.Module, args: Any) -> int:
+    from importlib import import_module
+
+    module, _, function = spec.partition(":")
+    return int(getattr(import_module(module), function)(model, args))
 
 
 def categorical_colours(count: int) -> list[tuple[float, float, float]]:
@@ -103,17 +156,18 @@ def tile_main(argv: list[str]) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     model = load(args.model, hub=args.hub, device=args.device)
-    from rsfm.models.sqa import SQAModel
-
-    if isinstance(model, SQAModel):  # a quality map: predicted accuracy of --segmenter per tile
-        from rsfm.inference.assess import tile_quality_main
-
-        return tile_quality_main(model, args)
-    card: dict[str, Any] = getattr(model, "rsfm_card", {}) or {}
-    sensor = input_sensor(args.input, args.sensor, card.get("rsfm", {}).get("sensors", {}))
-    bands, wavelengths, stats = select_bands(args.input, sensor, card, args.allow_missing_bands)
+    card = getattr(model, "rsfm_card", None)  # a typed rsfm.hub.card.ModelCard
+    if args.kind == "auto" and card is not None and card.output in TILE_HOOKS:
+        return _run_hook(TILE_HOOKS[card.output], model, args)
     kind = default_output(model, card) if args.kind == "auto" else args.kind
-    patch = int(card.get("rsfm", {}).get("patch_size") or 16)
+    if kind not in TILE_OUTPUTS:
+        parser.error(
+            f"{args.model} is a {card.task if card else '?'} model (output {kind!r}); use "
+            f"{_OTHER_COMMANDS.get(kind, 'the command of its family')}"
+        )
+    sensor = input_sensor(args.input, args.sensor, card)
+    bands, wavelengths, stats = select_bands(args.input, sensor, card, args.allow_missing_bands)
+    patch = int((card.patch_size if card is not None else None) or 16)
     tile = args.tile_size or max(4 * patch, 64)
     if tile % patch:
         parser.error(f"--tile-size must be a multiple of the model's patch size {patch}")
@@ -124,8 +178,11 @@ def tile_main(argv: list[str]) -> int:
         def normalize(image: torch.Tensor) -> torch.Tensor:
             return stats.normalize(image, torch.as_tensor(wavelengths))
 
+    channels = output_channels(model, card, kind)
+    names = class_names_for(card, channels)
+    multilabel = card is not None and card.task == "multilabel"
     tile_raster(
-        make_predict_fn(model, wavelengths, kind),
+        make_predict_fn(model, wavelengths, kind, multilabel=multilabel),
         args.input,
         args.output,
         bands=bands,
@@ -135,7 +192,8 @@ def tile_main(argv: list[str]) -> int:
         output=kind,
         tta_flips=args.tta,
         normalize=normalize,
-        num_classes=getattr(model, "num_outputs", None) if kind != "embeddings" else None,
+        num_classes=channels,
+        band_names=names,
         resume=not args.no_resume,
         device=args.device,
     )
@@ -148,7 +206,8 @@ def tile_main(argv: list[str]) -> int:
             args.output,
             args.plot,
             rgb_bands=true_colour_bands(bands, wavelengths),
-            class_colors=categorical_colours(model.num_outputs) if kind == "classes" else None,
+            class_colors=categorical_colours(channels) if kind == "classes" else None,
+            class_names=names,
         )
         print(args.plot)
     return 0

@@ -12,6 +12,7 @@ output rows of the full output width, the queue ``read_ahead`` batches, the writ
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -41,6 +42,8 @@ from rsfm.inference.writer import ResumableGeoTiffWriter
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 OUTPUT_KINDS = ("probabilities", "classes", "values", "embeddings")
+# Dataset tag of class and probability outputs: the class names (index order) as a JSON list.
+CLASS_NAMES_TAG = "CLASS_NAMES"
 _DESCRIPTION_PREFIX = {"probabilities": "class", "values": "value", "embeddings": "embedding"}
 # Options that cannot change the output's pixels stay out of the resume journal's digest.
 _NOT_IN_DIGEST = ("progress", "resume", "read_ahead", "gdal_cache_mb", "device")
@@ -259,7 +262,8 @@ class TiledPredictor:
         else:
             descriptions = [f"{_DESCRIPTION_PREFIX[opts.output]}_{k}" for k in range(channels)]
         tags = {"rsfm_output": opts.output, "rsfm_scale": str(opts.scale)}
-        if is_classes and opts.band_names:
+        if opts.output in ("classes", "probabilities") and opts.band_names:
+            tags[CLASS_NAMES_TAG] = json.dumps(list(opts.band_names))  # exact, any characters
             tags["rsfm_class_names"] = ",".join(opts.band_names)
         profile = {
             "width": meta["width"] * opts.scale,
@@ -479,7 +483,8 @@ def tile_raster(
         normalize: Applied to CPU float32 batches (reader thread) before ``predict_fn``.
         softmax: Apply softmax over channels to ``predict_fn``'s output (logits models).
         num_classes: Classes for ``"classes"``/``"probabilities"``.
-        band_names: Output band names (class names for classes/probabilities).
+        band_names: Output band names; for classes/probabilities the class names, written as
+            the band descriptions (probabilities) and the ``CLASS_NAMES`` tag (a JSON list).
         resume: Resume from a matching journal beside the output; False starts over.
         resume_key: Any string identifying model + normalisation (e.g. a checkpoint hash);
             part of the journal digest so a different model never resumes another's run.

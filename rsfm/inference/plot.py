@@ -6,6 +6,7 @@ them, else it decimates block by block), so a full-resolution array is never hel
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -20,6 +21,31 @@ from matplotlib.patches import Patch
 from rasterio.enums import Resampling
 
 PathLike = str | os.PathLike[str]
+LEGEND_KEY = "rsfm_legend"  # PNG text chunk holding the legend labels (a JSON list)
+
+
+def legend_labels(
+    count: int, class_names: Sequence[str] | None = None, tags: dict[str, str] | None = None
+) -> list[str]:
+    """Legend labels of ``count`` classes: ``class_names``, else the prediction's
+    ``CLASS_NAMES`` tag (JSON list), else its ``rsfm_class_names`` tag, padded with
+    ``class <k>``."""
+    tags = tags or {}
+    names = list(class_names or [])
+    if not names and tags.get("CLASS_NAMES"):
+        names = [str(n) for n in json.loads(tags["CLASS_NAMES"])]
+    if not names and tags.get("rsfm_class_names"):
+        names = tags["rsfm_class_names"].split(",")
+    return [*names[:count], *(f"class {k}" for k in range(len(names), count))]
+
+
+def legend_of(png_path: PathLike) -> list[str] | None:
+    """The legend labels :func:`render_side_by_side` recorded in a PNG (None: no legend)."""
+    from PIL import Image
+
+    with Image.open(png_path) as image:
+        text = image.info.get(LEGEND_KEY)
+    return json.loads(text) if text else None
 
 
 def _decimated_shape(height: int, width: int, max_size: int) -> tuple[int, int]:
@@ -78,8 +104,9 @@ def render_side_by_side(
             read as class indexes (nearest resampling) and drawn with a legend. Without it the
             band is drawn with viridis and a colour bar.
         max_size: Longest side, in pixels, of each decimated panel.
-        class_names: Legend labels (default: the file's ``rsfm_class_names`` tag, else
-            ``class <k>``).
+        class_names: Legend labels (default: the prediction's class-name tags, else
+            ``class <k>``; see :func:`legend_labels`). They are also stored in the PNG's
+            ``rsfm_legend`` text chunk (:func:`legend_of` reads them back).
         prediction_band: 1-based prediction band to show.
         dpi: PNG resolution.
 
@@ -92,7 +119,7 @@ def render_side_by_side(
         shape = _decimated_shape(src.height, src.width, max_size)
         resampling = Resampling.nearest if categorical else Resampling.average
         prediction = src.read(prediction_band, out_shape=shape, masked=True, resampling=resampling)
-        tag_names = src.tags().get("rsfm_class_names")
+        tags = src.tags()
         title = src.descriptions[prediction_band - 1] or f"band {prediction_band}"
     # Figure + Agg canvas, not pyplot: no global backend or figure state in the caller's process.
     figure = Figure(figsize=(12, 6), layout="constrained")
@@ -100,15 +127,16 @@ def render_side_by_side(
     left, right = figure.subplots(1, 2)
     left.imshow(rgb, interpolation="nearest")
     left.set_title(f"{Path(input_path).name} (bands {tuple(rgb_bands)})")
+    metadata = {}
     if categorical:
         colors = np.asarray(class_colors, dtype=np.float32)
         colors = colors / 255.0 if colors.max() > 1.0 else colors
         cmap = ListedColormap(colors).with_extremes(bad=(1, 1, 1, 0))  # nodata transparent
         norm = BoundaryNorm(np.arange(len(colors) + 1) - 0.5, len(colors))
         right.imshow(prediction, cmap=cmap, norm=norm, interpolation="nearest")
-        names = list(class_names or (tag_names.split(",") if tag_names else []))
-        names += [f"class {k}" for k in range(len(names), len(colors))]
-        handles = [Patch(color=c, label=n) for c, n in zip(colors, names, strict=False)]
+        names = legend_labels(len(colors), class_names, tags)
+        metadata[LEGEND_KEY] = json.dumps(names)
+        handles = [Patch(color=c, label=n) for c, n in zip(colors, names, strict=True)]
         right.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     else:
         shown = right.imshow(prediction, cmap="viridis", interpolation="nearest")
@@ -118,5 +146,5 @@ def render_side_by_side(
         axis.set_axis_off()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png_path, dpi=dpi)
+    figure.savefig(png_path, dpi=dpi, metadata=metadata)
     return png_path

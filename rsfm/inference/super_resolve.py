@@ -217,12 +217,10 @@ def _is_number(value: Any) -> bool:
 
 
 def _card_stats(model: Any) -> tuple[BandStats | None, BandStats | None]:
-    """LR and reference statistics from a hub card (``rsfm.normalization.{lr,reference}``)."""
-    from rsfm.band_stats import BandStats
-
-    stats = (getattr(model, "rsfm_card", None) or {}).get("rsfm", {}).get("normalization", {})
-    lr, ref = stats.get("lr"), stats.get("reference")
-    return (BandStats.from_dict(lr) if lr else None, BandStats.from_dict(ref) if ref else None)
+    """LR and reference statistics of a hub card (its ``lr`` / ``reference`` normalisation)."""
+    card = getattr(model, "rsfm_card", None)  # a typed rsfm.hub.card.ModelCard
+    stats: dict[str, BandStats] = card.normalization if card is not None else {}
+    return stats.get("lr"), stats.get("reference")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -333,6 +333,13 @@ class CoLearningModel(nn.Module):
             )
         return matches[0]
 
+    def tile_predict_fn(
+        self, wavelengths: torch.Tensor | np.ndarray, output: str
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``rsfm tile``'s adapter: window-level classes of the input's modality (see
+        :func:`window_predict_fn`; raw outputs for ``values``, else probabilities)."""
+        return window_predict_fn(self, wavelengths, probabilities=output != "values")
+
     def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
         """Random :meth:`forward` inputs for the first modality (smoke tests, tracing)."""
         name = self.modality_names[0]

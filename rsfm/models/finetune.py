@@ -238,19 +238,12 @@ def _encoder_state(state: dict[str, torch.Tensor], source: str) -> dict[str, tor
 
 
 def _card_band_stats(card: Any) -> dict[str, dict[str, Any]] | None:
-    """Normalisation statistics of a hub card as ``{sensor: BandStats dict}`` (or None)."""
-    if card is None:
+    """Normalisation statistics of a typed hub card (:class:`rsfm.hub.card.ModelCard`) as
+    ``{sensor: BandStats dict}``, or None when it records none."""
+    stats = getattr(card, "normalization", None)
+    if not stats:
         return None
-    if isinstance(card, dict) and isinstance(card.get("rsfm"), dict):
-        card = card["rsfm"]  # rsfm hub cards keep their facts under the `rsfm` key
-    get = card.get if isinstance(card, dict) else lambda k, d=None: getattr(card, k, d)
-    for key in ("normalization", "band_stats"):
-        stats = get(key)
-        if isinstance(stats, dict) and stats:
-            if "wavelengths" in stats:  # one BandStats dict
-                return {str(stats.get("sensor") or "default"): stats}
-            return {str(k): v for k, v in stats.items() if isinstance(v, dict)}
-    return None
+    return {str(sensor): value.to_dict() for sensor, value in stats.items()}
 
 
 def _checkpoint_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -269,6 +262,7 @@ def _checkpoint_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict | Non
 
 
 def _hub_weights(name: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """Encoder weights of a hub model and the statistics of its typed card."""
     try:
         from rsfm.hub import load as hub_load  # imported lazily: the hub is optional here
     except ImportError as err:

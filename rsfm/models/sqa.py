@@ -118,8 +118,12 @@ class Segmenter:
 
 
 def _card_stats(model: nn.Module) -> list[BandStats]:
-    rsfm_card = (getattr(model, "rsfm_card", None) or {}).get("rsfm", {})
-    return [BandStats.from_dict(v) for v in (rsfm_card.get("normalization") or {}).values()]
+    """Statistics of a hub model's typed card, those of its last-stage sensors first."""
+    card = getattr(model, "rsfm_card", None)
+    if card is None:
+        return []
+    first = [card.normalization[s] for s in card.sensors if s in card.normalization]
+    return first + [v for k, v in card.normalization.items() if k not in card.sensors]
 
 
 def resolve_segmenters(

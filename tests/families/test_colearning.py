@@ -473,10 +473,11 @@ def test_cli_fit_then_hub_push_load_and_tile_one_modality(
 
     task = co.Task.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
     hub = tmp_path / "hub"
-    rsfm.hub.push(task, "colearn-s1s2", hub=hub, card={"task": "classification"})
+    rsfm.hub.push(task, "colearn-s1s2", hub=hub)  # task facts lifted from task.task_facts()
     model = rsfm.hub.load("colearn-s1s2", hub=hub)
-    card = model.rsfm_card["rsfm"]
-    assert card["task"] == "classification" and set(card["normalization"]) == {
+    card = model.rsfm_card
+    assert card.output == "classes" and card.class_names[0] == "water"
+    assert set(card.normalization) == {
         "sentinel2_l1c",
         "sentinel1_grd",
     }
@@ -486,7 +487,7 @@ def test_cli_fit_then_hub_push_load_and_tile_one_modality(
     # S1 alone over a whole scene: sliding-window class probabilities, blended, georeferenced
     world = ensure_synthetic_world(config=TINY_WORLD)
     scene = scene_files(world, "sentinel1_grd")[-1]
-    stats = BandStats.from_dict(card["normalization"]["sentinel1_grd"])
+    stats = card.normalization["sentinel1_grd"]
     out = tmp_path / "s1_classes.tif"
     tile_raster(
         co.window_predict_fn(model, S1.numpy()),

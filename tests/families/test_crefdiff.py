@@ -202,7 +202,7 @@ def test_hub_push_and_super_resolve_cli(trained: dict[str, Any], tmp_path: Path)
     push(trained["guided"], "crefdiff-test", hub=str(hub))
     model = load("crefdiff-test", hub=str(hub))
     assert isinstance(model, CRefDiffModel)
-    assert set(model.rsfm_card["rsfm"]["normalization"]) == {"lr", "reference"}
+    assert set(model.rsfm_card.normalization) == {"lr", "reference"}
     files = trained["datamodule"].val_dataset.triplets[0].files
     common = ["--model", "crefdiff-test", "--hub", str(hub), "--scale", "4", "--steps", "4",
               "--tile-size", "8", "--overlap", "4", "--no-progress"]  # fmt: skip

@@ -102,11 +102,11 @@ def _probe_transfer(weights: str | None, seed: int = 0) -> dict[str, float]:
 def test_embedded_default_is_a_verified_hub_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RSFM_HUB", str(HUB))
     model = rsfm.hub.load(DEFAULT_MODEL)  # verifies every file's sha256
-    card = model.rsfm_card["rsfm"]
-    assert card["version"] == "1.0.0" and card["architecture"]["name"] == "smarties_tiny"
-    assert set(card["normalization"]) >= {"sentinel2_l1c", "naip", "landsat8_sr"}
-    assert card["training"]["global_step"] == 1728
-    assert card["training"]["hyper_parameters"]["model_args"] == {"norm_pix_loss": False}
+    card = model.rsfm_card
+    assert card.version == "1.0.0" and card.architecture.name == "smarties_tiny"
+    assert set(card.normalization) >= {"sentinel2_l1c", "naip", "landsat8_sr"}
+    assert card.training["global_step"] == 1728
+    assert card.training["hyper_parameters"]["model_args"] == {"norm_pix_loss": False}
     image = torch.randn(2, 4, 32, 32)
     naip = torch.tensor([492.0, 560.0, 655.0, 845.0])
     with torch.no_grad():

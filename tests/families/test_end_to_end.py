@@ -16,6 +16,7 @@ from rsfm.data.datamodules.labelled import LabelledGeoDataModule
 from rsfm.data.synthetic.config import SyntheticWorldConfig
 from rsfm.data.synthetic.world import ensure_synthetic_world, scene_files
 from rsfm.hub import load, pull, push_checkpoint
+from rsfm.hub.card import ModelCard
 from rsfm.tasks.segmentation import SegmentationTask
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,6 +102,6 @@ def test_train_push_pull_load_tile(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert agreement > 0.3  # trained, not random (7 classes: chance is about 0.14)
 
 
-def ensure_card_wavelengths(card: dict, sensor: str) -> list[float]:
+def ensure_card_wavelengths(card: ModelCard, sensor: str) -> list[float]:
     """The wavelengths of one sensor's bands recorded in a model card."""
-    return [band["wavelength_nm"] for band in card["rsfm"]["sensors"][sensor]["bands"]]
+    return card.sensors[sensor].wavelengths

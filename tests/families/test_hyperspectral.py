@@ -297,9 +297,10 @@ def test_hub_push_and_rsfm_tile_write_a_plume_map(
 ) -> None:
     task, datamodule = trained_plume_model["task"], trained_plume_model["datamodule"]
     hub = tmp_path / "hub"
-    push(task, "plume-tiny", version="1.0", hub=str(hub), card={"task": "segmentation"})
+    push(task, "plume-tiny", version="1.0", hub=str(hub))  # facts from task.task_facts()
     model = load("plume-tiny", hub=str(hub))
-    card_bands = model.rsfm_card["rsfm"]["sensors"][datamodule.stats_key]["bands"]
+    assert (model.rsfm_card.task, model.rsfm_card.output) == ("segmentation", "classes")
+    card_bands = model.rsfm_card.sensors[datamodule.stats_key].bands
     assert len(card_bands) == len(datamodule.bands)  # bad bands stay out of the card
     images, masks = plume_scene_files(datamodule.data_root)
     out = tmp_path / "plume_map.tif"

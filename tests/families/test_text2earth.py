@@ -113,10 +113,10 @@ def test_save_load_hub_and_plain_diffusers(tmp_path: Path) -> None:
     from diffusers import UNet2DConditionModel
 
     model = _small().eval()
-    ref = rsfm.hub.push(model, "t2e-test", hub=tmp_path / "hub", card={"task": "text-to-image"})
+    ref = rsfm.hub.push(model, "t2e-test", hub=tmp_path / "hub")  # task: from the architecture
     loaded = rsfm.hub.load(str(ref), hub=tmp_path / "hub")
     assert type(loaded) is Text2Earth and loaded.init_args == model.init_args
-    assert loaded.rsfm_card["rsfm"]["task"] == "text-to-image"
+    assert loaded.rsfm_card.task == "text-to-image" and loaded.rsfm_card.output == "image"
     sample, t = torch.randn(1, 4, 16, 16), torch.tensor(300)
     states, res = model.encode_text(["a river"]), model.resolution_features([10.0])
     with torch.no_grad():

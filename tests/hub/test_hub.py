@@ -19,6 +19,7 @@ from torch import nn
 import rsfm.hub as hub
 from rsfm.data.datamodules.pretrain import GeoDataModule
 from rsfm.data.synthetic.config import SyntheticWorldConfig
+from rsfm.hub.card import BandInfo
 from rsfm.hub.commands import hub_main
 from rsfm.hub.entry import ENTRY_FILES, EntryRef, next_version
 from rsfm.models.registry import create_model
@@ -78,7 +79,7 @@ def test_push_pull_load_is_bit_identical_for_mae_and_encoder(tmp_path: Path) -> 
     tokens = _encoder_outputs(encoder)
     assert tokens.shape == (2, 17, 64)
     assert torch.equal(tokens, _encoder_outputs(model.encoder))
-    assert encoder.rsfm_card["rsfm"]["architecture"]["component"] == "encoder"
+    assert encoder.rsfm_card.architecture.component == "encoder"
     # Pulling copies bytes: destination hashes equal the source's.
     src_index = json.loads((source / "index.json").read_text())["entries"]
     dst_index = json.loads((dest / "index.json").read_text())["entries"]
@@ -97,15 +98,14 @@ def test_entry_layout_config_and_card(tmp_path: Path) -> None:
     assert config["class_path"] == "rsfm.models.smarties.SmartiesMAE"
     assert config["name"] == "smarties_tiny" and config["init_args"]["embed_dim"] == 64
     card = hub.load_card("tiny", tmp_path)
-    info = card["rsfm"]
-    assert (info["name"], info["version"], info["family"]) == ("tiny", "0.1", "smarties")
-    assert (info["input_size"], info["patch_size"]) == (32, 8)
-    assert info["parameters"] == sum(p.numel() for p in model.parameters())
-    bands = info["sensors"]["sentinel2_l1c"]["bands"]
+    assert (card.name, card.version, card.family) == ("tiny", "0.1", "smarties")
+    assert (card.input_size, card.patch_size) == (32, 8)
+    assert card.parameters == sum(p.numel() for p in model.parameters())
+    bands = card.sensors["sentinel2_l1c"].bands
     assert len(bands) == 13
-    assert bands[8] == {"name": "B8A", "wavelength_nm": 864.7, "fwhm_nm": 21.0, "gsd_m": 20.0}
-    assert info["gsd"] == {"sentinel2_l1c": 10.0}
-    assert card["tags"][-1] == "x" and "sentinel2_l1c" in card["tags"]
+    assert bands[8] == BandInfo(name="B8A", wavelength_nm=864.7, fwhm_nm=21.0, gsd_m=20.0)
+    assert card.gsd == {"sentinel2_l1c": 10.0}
+    assert card.tags == ["x"] and card.hf_tags[-2:] == ["sentinel2_l1c", "x"]
     body = (entry / "card.md").read_text()
     assert "| 8 | B8A | 864.7 | 21 | 20 |" in body and 'rsfm.hub.load("tiny@0.1")' in body
     with pytest.raises(ValueError, match="unknown model-card field"):
@@ -155,7 +155,7 @@ def test_save_pretrained_and_unindexed_folders(tmp_path: Path) -> None:
         hub.load(folder)
     loaded = hub.load(folder, verify=False)
     assert torch.equal(_mae_outputs(loaded)[1], _mae_outputs(model)[1])
-    assert loaded.rsfm_card["rsfm"]["description"] == "local"
+    assert loaded.rsfm_card.description == "local"
     with pytest.raises(hub.EntryExistsError):
         hub.save_pretrained(model, folder)
     # An indexed entry can also be loaded by its folder path (checked against ../index.json).
@@ -236,18 +236,19 @@ def test_push_checkpoint_drops_optimizer_and_keeps_stats(
     model = hub.load("mae", tmp_path)
     for key, value in model.state_dict().items():
         assert torch.equal(value, ckpt["state_dict"][f"model.{key}"]), key
-    info = model.rsfm_card["rsfm"]
-    assert info["normalization"]["sentinel2_l1c"] == ckpt["rsfm_band_stats"]["sentinel2_l1c"]
-    assert set(info["normalization"]) == {"sentinel2_l1c", "landsat8_sr", "naip", "sentinel1_grd"}
-    assert len(info["normalization"]["sentinel2_l1c"]["mean"]) == 13
-    s1_bands = info["sensors"]["sentinel1_grd"]["bands"]
-    assert [b["name"] for b in s1_bands] == ["VV", "VH"] and s1_bands[1]["wavelength_nm"] < 0
-    assert info["training"]["hyper_parameters"]["lr"] == 1e-3
-    assert info["training"]["hyper_parameters"]["betas"] == [0.9, 0.95]
-    assert info["training"]["global_step"] == 2 and info["training"]["checkpoint"] == "last.ckpt"
+    card = model.rsfm_card
+    stats = card.normalization
+    assert stats["sentinel2_l1c"].to_dict() == ckpt["rsfm_band_stats"]["sentinel2_l1c"]
+    assert set(stats) == {"sentinel2_l1c", "landsat8_sr", "naip", "sentinel1_grd"}
+    assert len(stats["sentinel2_l1c"].mean) == 13
+    s1_bands = card.known_sensors()["sentinel1_grd"].bands
+    assert [b.name for b in s1_bands] == ["VV", "VH"] and s1_bands[1].wavelength_nm < 0
+    assert card.training["hyper_parameters"]["lr"] == 1e-3
+    assert card.training["hyper_parameters"]["betas"] == [0.9, 0.95]
+    assert card.training["global_step"] == 2 and card.training["checkpoint"] == "last.ckpt"
     best = ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "ModelCheckpoint" in k)]
-    assert info["metrics"] == {"val/loss": float(best["best_model_score"])}
-    assert info["task"] == "masked-image-modeling"
+    assert card.metrics == {"val/loss": float(best["best_model_score"])}
+    assert card.task == "masked-image-modeling" and card.output == "embeddings"
 
     enc_ref = hub.push_checkpoint(
         last, "enc", "2.0", tmp_path, component="encoder", metrics={"knn_acc": 0.5}, license="mit"
@@ -256,14 +257,14 @@ def test_push_checkpoint_drops_optimizer_and_keeps_stats(
     assert type(encoder) is SmartiesEncoder
     for key, value in encoder.state_dict().items():
         assert torch.equal(value, ckpt["state_dict"][f"model.encoder.{key}"]), key
-    assert encoder.rsfm_card["license"] == "mit"
-    assert encoder.rsfm_card["rsfm"]["metrics"] == {"knn_acc": 0.5}
-    assert encoder.rsfm_card["rsfm"]["task"] == "feature-extraction"
+    assert encoder.rsfm_card.license == "mit"
+    assert encoder.rsfm_card.metrics == {"knn_acc": 0.5}
+    assert encoder.rsfm_card.task == "feature-extraction"
 
     # A task object pushes its network with the statistics it trained with.
     hub.push(task, "from-task", hub=tmp_path)
     card = hub.load_card("from-task", tmp_path)
-    assert card["rsfm"]["normalization"]["naip"] == ckpt["rsfm_band_stats"]["naip"]
+    assert card.normalization["naip"].to_dict() == ckpt["rsfm_band_stats"]["naip"]
 
 
 def test_push_checkpoint_refuses_foreign_checkpoints(tmp_path: Path) -> None:

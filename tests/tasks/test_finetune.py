@@ -23,6 +23,7 @@ from rsfm.data.datamodules.labelled import LabelledGeoDataModule
 from rsfm.data.datamodules.pretrain import GeoDataModule
 from rsfm.data.synthetic.config import SyntheticWorldConfig
 from rsfm.data.synthetic.spectra import LandCover
+from rsfm.hub.card import ModelCard
 from rsfm.models import create_model, list_models, model_config, model_from_config
 from rsfm.models.finetune import FineTuneModel, load_backbone_weights
 from rsfm.models.layers.heads import LinearHead, PooledHead, UPerNetHead
@@ -458,7 +459,7 @@ def test_hub_contract_weights_and_card_statistics(monkeypatch: pytest.MonkeyPatc
     torch.manual_seed(1)
     published = create_model("smarties_tiny")
     stats = BandStats(["B2"], [492.4], [0.0], [1.0], [0.1], [0.05], sensor="sentinel2_l1c")
-    published.rsfm_card = {"band_stats": {"sentinel2_l1c": stats.to_dict()}}
+    published.rsfm_card = ModelCard(normalization={"sentinel2_l1c": stats})
     calls = []
 
     def fake_load(name: str, hub: str | None = None) -> torch.nn.Module:
