@@ -179,8 +179,8 @@ class SQATask(BaseTask):
         """Record the image statistics of the data (they go into checkpoints and hub cards)."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         band_stats = getattr(datamodule, "band_stats", None)
-        if band_stats is not None:
-            self.band_stats = {band_stats.sensor or "default": band_stats.to_dict()}
+        if band_stats:
+            self.band_stats = {name: stats.to_dict() for name, stats in band_stats.items()}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the model recipe and the image statistics."""

@@ -90,9 +90,9 @@ def must_show_data() -> dict:
         return [s for s in map(dataset.__getitem__, range(len(dataset))) if s is not None]
 
     return {
-        "labelled": read(datamodule._train),
+        "labelled": read(datamodule.train_dataset),
         "unlabelled": read(datamodule._unlabelled),
-        "val": read(datamodule._val),
+        "val": read(datamodule.val_dataset),
         "keys": datamodule.modality_keys,
     }
 

@@ -63,7 +63,7 @@ def _windows(
     data.prepare_data()
     data.setup("fit")
     if stats:
-        assert data.use_band_stats(stats) == sensor  # the card's statistics of this sensor
+        assert data.use_band_stats(stats) == {sensor: sensor}  # the card's stats of this sensor
     pl.seed_everything(seed)
     train = next(iter(data.train_dataloader()))
     return train, [b for b in data.val_dataloader() if "image" in b]

@@ -277,7 +277,7 @@ def test_hub_assess_rank_and_quality_map(
     hub = tmp_path / "hub"
     task, data = fitted["task"], fitted["data"]
     rsfm.hub.push(task, "sqa_test", hub=hub, card={"input_size": 32})
-    stats = data.band_stats
+    (stats,) = data.band_stats.values()  # {sensor: BandStats}, as every datamodule's
     for segmenter in zoo[1:3]:
         rsfm.hub.push(
             segmenter.model, segmenter.id, hub=hub, card={"normalization": {stats.sensor: stats}}

@@ -251,7 +251,8 @@ def test_pretrained_statistics_replace_the_datamodule_ones() -> None:
     own = dm.band_stats["sentinel2_l1c"]
     shifted = BandStats.from_dict({**own.to_dict(), "mean": [m + 0.01 for m in own.mean]})
     unrelated = BandStats(["VV"], [5.55e7], [-30.0], [5.0], [-12.0], [4.0], sensor="s1")
-    assert dm.use_band_stats({"s1": unrelated, "pretrained": shifted.to_dict()}) == "pretrained"
+    used = dm.use_band_stats({"s1": unrelated, "pretrained": shifted.to_dict()})
+    assert used == {"sentinel2_l1c": "pretrained"}
     after = next(iter(dm.val_dataloader()))
     valid = before["valid"][:, None].expand_as(before["image"])
     expected = before["image"] - 0.01 / torch.tensor(own.std)[None, :, None, None]
@@ -575,7 +576,7 @@ def test_bigearthnet_multilabels_from_file_tags(shared_data: Path) -> None:
     )
     data.setup("fit")
     seen = set()
-    for windows in data._val.datasets:
+    for windows in data.val_dataset.datasets:
         for index in range(len(windows)):
             sample = windows[index]
             path = next(f for f in files if _same_footprint(f, sample))

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from rsfm.band_stats import BandStats
 from rsfm.data.caption_filters import CaptionFilter
 from rsfm.data.captions import CaptionDataset, read_caption_manifest, split_records
-from rsfm.data.collate import collate_samples
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts, as_band_stats, dataset_record
 
 
-class CaptionDataModule(pl.LightningDataModule):
+class CaptionDataModule(BaseDataModule):
     """Train/val loaders over a caption manifest (or the synthetic captioned world).
 
     Batches are :func:`collate_samples` dicts: ``image`` [B,C,H,W], ``gsd`` [B] (NaN =
@@ -60,12 +60,12 @@ class CaptionDataModule(pl.LightningDataModule):
         band_stats: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
         if (manifest is None) == (not synthetic):
             raise ValueError("give exactly one of `manifest` or `synthetic=True`")
+        super().__init__(batch_size, num_workers)
         self.manifest, self.synthetic = manifest, synthetic
         self.synthetic_args = dict(synthetic_args or {})
-        self.batch_size, self.size, self.num_workers = batch_size, size, num_workers
+        self.size = size
         self.val_fraction, self.bands, self.sensor, self.seed = val_fraction, bands, sensor, seed
         self.caption_sampling = caption_sampling
         self.filter = CaptionFilter(
@@ -75,7 +75,6 @@ class CaptionDataModule(pl.LightningDataModule):
         self.val_dataset: CaptionDataset | None = None
         self.dropped: dict[str, int] = {}
         self.given_band_stats = BandStats.from_dict(band_stats) if band_stats else None
-        self.band_stats: dict[str, BandStats] = {}
         if self.given_band_stats is not None:
             self.band_stats = {self.given_band_stats.sensor or "unknown": self.given_band_stats}
 
@@ -109,17 +108,6 @@ class CaptionDataModule(pl.LightningDataModule):
         )
         self.val_dataset = CaptionDataset(val, caption_sampling="first", **common) if val else None
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(dataset) > self.batch_size,
-        )
-
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
         self.setup("fit")
@@ -129,3 +117,45 @@ class CaptionDataModule(pl.LightningDataModule):
         """Validation batches (empty when ``val_fraction`` is 0)."""
         self.setup("validate")
         return self._loader(self.val_dataset, shuffle=False) if self.val_dataset else []
+
+    def test_dataloader(self) -> DataLoader | list:
+        """Same as validation."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader | list:
+        """Same as validation."""
+        return self.val_dataloader()
+
+    # -- band statistics contract ------------------------------------------------------------
+    def use_band_stats(self, stats: Mapping[str, BandStats | Mapping[str, Any]]) -> dict[str, str]:
+        """Normalise GeoTIFF pixels with given statistics: this sensor's entry, else the first.
+
+        Returns:
+            ``{sensor: name of the entry used}``; empty when ``stats`` is empty.
+        """
+        if not stats:
+            return {}
+        name = self.sensor if self.sensor in stats else next(iter(stats))
+        self.given_band_stats = as_band_stats(stats[name])
+        key = self.given_band_stats.sensor or name
+        self.band_stats = {key: self.given_band_stats}
+        self._apply_band_stats()
+        return {key: name}
+
+    def _apply_band_stats(self) -> None:
+        for dataset in (self.train_dataset, self.val_dataset):
+            if dataset is not None:
+                dataset.band_stats = self.given_band_stats
+
+    def data_facts(self) -> DataFacts:
+        """The sensor and bands of the statistics, the class labels, and the manifest read.
+
+        The manifest's hash pins the image list; images are not hashed one by one.
+        """
+        facts = super().data_facts()
+        manifest = self.manifest_path()
+        facts.datasets = [dataset_record(manifest.parent.name, [manifest], manifest.parent)]
+        facts.input_size = self.size
+        labels = sorted({r.label for r in getattr(self.train_dataset, "records", []) if r.label})
+        facts.class_names = labels or None
+        return facts

@@ -30,7 +30,7 @@ import torch
 from rasterio.windows import from_bounds
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
-from rsfm.data.collate import collate_samples
+from rsfm.data.datamodules.base import DataFacts
 from rsfm.data.datamodules.labelled import LabelledGeoDataModule
 from rsfm.data.grid import canonical_band_name
 from rsfm.data.labels import LabelledWindows
@@ -211,6 +211,7 @@ class HyperspectralDataModule(LabelledGeoDataModule):
         self.candidate_windows = int(candidate_windows)
         self.plume_world = plume_world
         self.sample_weights: torch.Tensor | None = None
+        self.bad_bands: list[str] = []  # bands left out by the bad-band rules (after setup)
 
     # -- sources -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -237,6 +238,12 @@ class HyperspectralDataModule(LabelledGeoDataModule):
             self.bands = good_band_names(
                 train_images[0], self.sensor, self.drop_bad_bands, self.bad_band_ranges_nm
             )
+            if self.bands is not None:
+                kept = set(self.bands)
+                every = (
+                    get_sensor(self.sensor) if self.sensor else sensor_from_raster(train_images[0])
+                )
+                self.bad_bands = [b for b in every.band_names if b not in kept]
         self._compute_stats(train_images)
         self._datasets = []
         parts = self._windows(train_images, train_labels, train=True)
@@ -248,9 +255,9 @@ class HyperspectralDataModule(LabelledGeoDataModule):
                 dataset, self.patch_size, pool, seed=self.seed + 1000 * k, fixed=True
             )
             weights += self._window_weights(part)
-        self._train = ConcatDataset(parts)
+        self.train_dataset = ConcatDataset(parts)
         self.sample_weights = torch.tensor(weights, dtype=torch.float64)
-        self._val = ConcatDataset(self._windows(val_images, val_labels, train=False))
+        self.val_dataset = ConcatDataset(self._windows(val_images, val_labels, train=False))
 
     def _window_weights(self, part: LabelledWindows) -> list[float]:
         """Sampling weight of each pool window (``positive_weight`` if it holds a positive)."""
@@ -278,11 +285,11 @@ class HyperspectralDataModule(LabelledGeoDataModule):
         sampler = WeightedRandomSampler(
             self.sample_weights, self.samples_per_epoch, replacement=True, generator=generator
         )
-        return DataLoader(
-            self._train,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            drop_last=True,
-        )
+        return self._loader(self.train_dataset, shuffle=False, sampler=sampler, drop_last=True)
+
+    def data_facts(self) -> DataFacts:
+        """As the labelled datamodule's, plus the bands the bad-band rules left out."""
+        facts = super().data_facts()
+        if self.bad_bands:
+            facts.bad_bands = {self.stats_key: list(self.bad_bands)}
+        return facts

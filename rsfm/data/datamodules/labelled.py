@@ -25,15 +25,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import rasterio
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from rsfm.band_stats import BandStats
-from rsfm.data.collate import collate_samples
+from rsfm.data.datamodules.base import (
+    BaseDataModule,
+    DataFacts,
+    as_band_stats,
+    dataset_record,
+    sensor_facts,
+)
 from rsfm.data.datamodules.pretrain import expand_paths, files_by_crs, split_files
 from rsfm.data.labels import (
     IGNORE_INDEX,
@@ -56,7 +62,7 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- datamodule
-class LabelledGeoDataModule(pl.LightningDataModule):
+class LabelledGeoDataModule(BaseDataModule):
     """Labelled GeoTIFF windows for fine-tuning (the synthetic world by default).
 
     Args:
@@ -119,7 +125,6 @@ class LabelledGeoDataModule(pl.LightningDataModule):
         nonfinite: str = "mask",
         seed: int = 0,
     ) -> None:
-        super().__init__()
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         if label_tag and label_table:
@@ -130,6 +135,7 @@ class LabelledGeoDataModule(pl.LightningDataModule):
             )
         if images and not (labels or label_tag or label_table):
             raise ValueError("images need labels (rasters), label_tag or label_table")
+        super().__init__(batch_size, num_workers)
         self.task = task
         self.images = list(images or [])
         self.labels = list(labels or [])
@@ -152,8 +158,6 @@ class LabelledGeoDataModule(pl.LightningDataModule):
         self.synthetic = synthetic
         self.synthetic_sensor = synthetic_sensor
         self.patch_size = patch_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.samples_per_epoch = samples_per_epoch
         self.val_samples = val_samples
         self.val_stride = val_stride
@@ -161,11 +165,8 @@ class LabelledGeoDataModule(pl.LightningDataModule):
         self.stats_samples = stats_samples
         self.nonfinite = nonfinite
         self.seed = seed
-        self.band_stats: dict[str, BandStats] = {}
         self.data_root: Path | None = None
         self._datasets: list[SensorRasterDataset] = []
-        self._train: Dataset | None = None
-        self._val: Dataset | None = None
 
     # -- sources -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -267,21 +268,25 @@ class LabelledGeoDataModule(pl.LightningDataModule):
         train_images, train_labels, val_images, val_labels = self._sources()
         self._compute_stats(train_images)
         self._datasets = []
-        self._train = ConcatDataset(self._windows(train_images, train_labels, train=True))
-        self._val = ConcatDataset(self._windows(val_images, val_labels, train=False))
+        self.train_dataset = ConcatDataset(self._windows(train_images, train_labels, train=True))
+        self.val_dataset = ConcatDataset(self._windows(val_images, val_labels, train=False))
 
-    def use_band_stats(self, stats: dict[str, dict[str, Any] | BandStats]) -> str | None:
+    # -- band statistics contract --------------------------------------------------------------
+    def use_band_stats(self, stats: Mapping[str, BandStats | Mapping[str, Any]]) -> dict[str, str]:
         """Normalise with statistics that came with pretrained weights, when they fit.
 
         The entry named like this data's sensor is preferred; otherwise the first whose
-        wavelengths cover every band. Returns the name of the statistics used (None: kept own).
+        wavelengths cover every band. Call after :meth:`setup`.
+
+        Returns:
+            ``{sensor: name of the statistics used}``; empty when the own ones are kept.
         """
         if not self.normalize or not stats or not self._datasets:
-            return None
+            return {}
         wavelengths = self._datasets[0].wavelengths
         candidates = sorted(stats.items(), key=lambda item: item[0] != self.stats_key)
         for name, value in candidates:
-            chosen = value if isinstance(value, BandStats) else BandStats.from_dict(value)
+            chosen = as_band_stats(value)
             try:
                 chosen.rows_for(wavelengths)
             except ValueError:
@@ -292,35 +297,19 @@ class LabelledGeoDataModule(pl.LightningDataModule):
             log.info(
                 "normalising %s with the pretrained model's %r statistics", self.stats_key, name
             )
-            return name
-        return None
+            return {self.stats_key: name}
+        return {}
 
-    # -- loaders ---------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            drop_last=shuffle,
+    def data_facts(self) -> DataFacts:
+        """The sensor and bands fed, the classes, and the image and label files read."""
+        files = [f for d in self._datasets for f in (*d._files, *d.label_files)]
+        name = "rsfm-synthetic-world" if self.data_root is not None else "geotiff"
+        return DataFacts(
+            sensors=sensor_facts(self._datasets, lambda d: self.stats_key),
+            class_names=list(self.class_names) if self.task != "regression" else None,
+            input_size=self.patch_size,
+            datasets=[dataset_record(f"{name}:{self.task}", files, self.data_root)],
         )
-
-    def train_dataloader(self) -> DataLoader:
-        """Random labelled windows of the training images."""
-        return self._loader(self._train, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """A fixed grid of labelled windows of the held-out images."""
-        return self._loader(self._val, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Same windows as validation."""
-        return self._loader(self._val, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Same windows as validation (labels included, for inspection)."""
-        return self._loader(self._val, shuffle=False)
 
 
 def _same_crs(labels: list[Path], image: Path) -> list[str]:

@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from rsfm.band_stats import BandStats
-from rsfm.data.collate import collate_samples
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record, sensor_facts
 from rsfm.data.datamodules.labelled import _same_crs
 from rsfm.data.datamodules.pretrain import expand_paths, files_by_crs, split_files
 from rsfm.data.labels import (
@@ -170,7 +169,7 @@ class ModalitySource:
     val_paths: list[str] = field(default_factory=list)
 
 
-class MultiModalDataModule(pl.LightningDataModule):
+class MultiModalDataModule(BaseDataModule):
     """Labelled windows of one or two co-registered modalities (see the module docstring).
 
     Args:
@@ -236,7 +235,7 @@ class MultiModalDataModule(pl.LightningDataModule):
         stats_samples: int = 64,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         if task not in MODALITY_TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {MODALITY_TASKS}")
         if label_tag and label_table:
@@ -269,8 +268,6 @@ class MultiModalDataModule(pl.LightningDataModule):
         )
         self.synthetic = synthetic
         self.patch_size = patch_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.samples_per_epoch = samples_per_epoch
         if unlabelled_windows and count < 2:
             raise ValueError("unlabelled_windows need two modalities (pairs without labels)")
@@ -286,11 +283,10 @@ class MultiModalDataModule(pl.LightningDataModule):
         self.normalize = normalize
         self.stats_samples = stats_samples
         self.seed = seed
-        self.band_stats: dict[str, BandStats] = {}
         self.data_root: Path | None = None
-        self._train: Dataset | None = None
-        self._val: Dataset | None = None
         self._unlabelled: Dataset | None = None
+        self._keys: dict[str, str] = {}  # modality -> sensor key of its statistics
+        self._fed: list[tuple[str, SensorRasterDataset]] = []  # (sensor key, dataset) built
 
     # -- sources -------------------------------------------------------------------------------
     @property
@@ -330,6 +326,7 @@ class MultiModalDataModule(pl.LightningDataModule):
     def _stats(self, source: ModalitySource, train_files: list[Path]) -> BandStats | None:
         """Per-band statistics of a modality (computed once from training windows, cached)."""
         key = source.sensor or train_files[0].stem
+        self._keys[source.name] = key
         if not self.normalize:
             return None
         if key not in self.band_stats:
@@ -342,7 +339,7 @@ class MultiModalDataModule(pl.LightningDataModule):
             if path.exists():
                 self.band_stats[key] = BandStats.load(path)
             else:
-                raw = self._dataset(source, files_by_crs(train_files)[0], None)
+                raw = self._dataset(source, files_by_crs(train_files)[0], None, record=False)
                 stats = compute_band_stats(  # reproducible: seeded, whatever ran before
                     raw,
                     n_samples=self.stats_samples,
@@ -362,8 +359,9 @@ class MultiModalDataModule(pl.LightningDataModule):
         files: list[Path],
         stats: BandStats | None,
         label_paths: list[str] | None = None,
+        record: bool = True,
     ) -> SensorRasterDataset:
-        return SensorRasterDataset(
+        dataset = SensorRasterDataset(
             [str(f) for f in files],
             sensor=source.sensor,
             bands=source.bands,
@@ -373,6 +371,9 @@ class MultiModalDataModule(pl.LightningDataModule):
             nonfinite="mask",
             label_ignore_index=IGNORE_INDEX,
         )
+        if record:
+            self._fed.append((self._keys.get(source.name, source.name), dataset))
+        return dataset
 
     def _label_rasters(self) -> bool:  # class-id rasters read as the samples' `mask`
         return self.task != "regression" and not (self.label_tag or self.label_table)
@@ -433,6 +434,7 @@ class MultiModalDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the training and validation windows (and statistics on first use)."""
         sources, labels = self._sources()
+        self._fed = []
         first, second = sources[0], sources[1] if len(sources) > 1 else None
         first_train, first_val = split_files(expand_paths(first.paths), first.val_paths)
         splits = {True: first_train, False: first_val}
@@ -453,7 +455,7 @@ class MultiModalDataModule(pl.LightningDataModule):
             count = self.labelled_windows if train else None
             windows = self._windows((first, splits[train], first_stats), pair, labels, train, count)
             datasets[train] = ConcatDataset(windows)
-        self._train, self._val = datasets[True], datasets[False]
+        self.train_dataset, self.val_dataset = datasets[True], datasets[False]
         if self.unlabelled_windows:
             pair = (second, second_splits[True], second_stats)
             # other fixed windows of the training places (a seed offset away from the labelled)
@@ -467,46 +469,42 @@ class MultiModalDataModule(pl.LightningDataModule):
             )
             self._unlabelled = Unlabelled(ConcatDataset(windows))
 
-    # -- loaders ---------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            drop_last=shuffle,
-        )
-
+    # -- loaders and facts ------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         """Labelled windows of the training places (plus unlabelled pairs in every batch)."""
         if self._unlabelled is None or not self.unlabelled_batch_size:
-            return self._loader(self._train, shuffle=True)
+            return self._loader(self.train_dataset, shuffle=True)
         sampler = LabelledUnlabelledBatchSampler(
-            len(self._train),
+            len(self.train_dataset),
             len(self._unlabelled),
             self.batch_size,
             self.unlabelled_batch_size,
             seed=self.seed,
         )
         return DataLoader(
-            ConcatDataset([self._train, self._unlabelled]),
+            ConcatDataset([self.train_dataset, self._unlabelled]),
             batch_sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate_samples,
+            collate_fn=self.collate_fn,
         )
 
-    def val_dataloader(self) -> DataLoader:
-        """A fixed grid of labelled windows of the held-out places."""
-        return self._loader(self._val, shuffle=False)
+    def _apply_band_stats(self) -> None:
+        """Normalise every built dataset with the (imposed) statistics of its sensor."""
+        if self.normalize:
+            for key, dataset in self._fed:
+                dataset.normalization = self.band_stats.get(key, dataset.normalization)
 
-    def test_dataloader(self) -> DataLoader:
-        """Same windows as validation."""
-        return self._loader(self._val, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Same windows as validation (labels included, for inspection)."""
-        return self._loader(self._val, shuffle=False)
+    def data_facts(self) -> DataFacts:
+        """Every modality's sensor and bands, the classes, and the files read."""
+        keys = {id(d): k for k, d in self._fed}
+        files = [f for _, d in self._fed for f in (*d._files, *d.label_files)]
+        name = "rsfm-synthetic-world" if self.data_root is not None else "geotiff"
+        return DataFacts(
+            sensors=sensor_facts((d for _, d in self._fed), lambda d: keys[id(d)]),
+            class_names=list(self.class_names) if self.task != "regression" else None,
+            input_size=self.patch_size,
+            datasets=[dataset_record(f"{name}:{self.task}", files, self.data_root)],
+        )
 
 
 def _as_source(value: ModalitySource | dict[str, Any]) -> ModalitySource:

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import rasterio
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from rsfm.band_stats import BandStats
-from rsfm.data.collate import collate_samples
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record, sensor_facts
 from rsfm.data.grid import find_rasters
 from rsfm.data.paired import CoRegisteredPairDataset
 from rsfm.data.raster import SensorRasterDataset
@@ -86,7 +85,7 @@ def split_files(files: list[Path], val_paths: list[str]) -> tuple[list[Path], li
     return [f for f in files if f not in val], val
 
 
-class GeoDataModule(pl.LightningDataModule):
+class GeoDataModule(BaseDataModule):
     """Random windows for training, grid windows for validation, over GeoTIFF sources.
 
     With no ``sources`` and no ``pairs`` the embedded synthetic world is generated (once, cached)
@@ -128,7 +127,7 @@ class GeoDataModule(pl.LightningDataModule):
         skip_empty: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.sources = list(sources or [])
         self.pairs = list(pairs or [])
         self.synthetic = synthetic
@@ -143,18 +142,16 @@ class GeoDataModule(pl.LightningDataModule):
             else [tuple(p) for p in synthetic_pairs]
         )
         self.patch_size = patch_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.samples_per_epoch = samples_per_epoch
         self.val_samples = val_samples
         self.normalize = normalize
         self.stats_samples = stats_samples
         self.skip_empty = skip_empty
         self.seed = seed
-        self.band_stats: dict[str, BandStats] = {}
         self.data_root: Path | None = None
         self._train: dict[str, Dataset] = {}
         self._val: dict[str, Dataset] = {}
+        self._fed: list[tuple[str, SensorRasterDataset]] = []  # (stats key, dataset) built
 
     # -- source resolution -------------------------------------------------------------------
     def _resolved_sources(self) -> tuple[list[RasterSource], list[PairSource]]:
@@ -177,8 +174,9 @@ class GeoDataModule(pl.LightningDataModule):
             ensure_synthetic_world(config=self.synthetic or SyntheticWorldConfig())
 
     def _datasets(self, source: RasterSource, files: list[Path]) -> list[SensorRasterDataset]:
-        stats = self.band_stats.get(source.sensor or files[0].stem) if self.normalize else None
-        return [
+        key = source.sensor or files[0].stem
+        stats = self.band_stats.get(key) if self.normalize else None
+        datasets = [
             SensorRasterDataset(
                 [str(f) for f in group],
                 sensor=source.sensor,
@@ -188,6 +186,8 @@ class GeoDataModule(pl.LightningDataModule):
             )
             for group in files_by_crs(files)
         ]
+        self._fed.extend((key, d) for d in datasets)
+        return datasets
 
     def _stats_for(self, source: RasterSource, train_files: list[Path]) -> None:
         key = source.sensor or train_files[0].stem
@@ -216,6 +216,7 @@ class GeoDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the training/validation window datasets."""
         singles, pairs = self._resolved_sources()
+        self._fed = []
         train: dict[str, list[Dataset]] = defaultdict(list)
         val: dict[str, list[Dataset]] = defaultdict(list)
         for k, source in enumerate(singles):
@@ -271,17 +272,6 @@ class GeoDataModule(pl.LightningDataModule):
         self._train = {k: _concat(v, self.samples_per_epoch) for k, v in train.items()}
         self._val = {k: _concat(v, self.val_samples) for k, v in val.items()}
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            persistent_workers=False,
-            drop_last=shuffle,
-        )
-
     def _combined(self, datasets: dict[str, Dataset], shuffle: bool) -> Any:
         loaders = {k: self._loader(d, shuffle) for k, d in datasets.items()}
         if len(loaders) == 1:
@@ -306,6 +296,29 @@ class GeoDataModule(pl.LightningDataModule):
         """Grid windows over the validation files (single-sensor sources)."""
         datasets = [GridWindows(w.dataset, self.patch_size) for w in _members(self._val["single"])]
         return self._loader(ConcatDataset(datasets), shuffle=False)
+
+    # -- band statistics contract ------------------------------------------------------------
+    def _apply_band_stats(self) -> None:
+        """Normalise every built dataset with the (imposed) statistics of its sensor."""
+        if self.normalize:
+            for key, dataset in self._fed:
+                dataset.normalization = self.band_stats.get(key, dataset.normalization)
+
+    def data_facts(self) -> DataFacts:
+        """The sensors and bands of every source, with the files read (hashed when small)."""
+        keys = {id(d): k for k, d in self._fed}
+        files: dict[str, list[Path]] = defaultdict(list)
+        for key, dataset in self._fed:
+            files[key].extend(Path(f) for f in dataset._files)
+        name = "rsfm-synthetic-world" if self.data_root is not None else "geotiff"
+        return DataFacts(
+            sensors=sensor_facts((d for _, d in self._fed), lambda d: keys[id(d)]),
+            input_size=self.patch_size,
+            datasets=[
+                dataset_record(f"{name}:{key}", paths, self.data_root)
+                for key, paths in files.items()
+            ],
+        )
 
 
 def _concat(windows: list[RandomWindows], length: int) -> Dataset:

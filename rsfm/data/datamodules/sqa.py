@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset
-
-from rsfm.band_stats import BandStats
-from rsfm.data.sqa_records import INFO_NAME, SQADataset, read_manifest, split_image_ids
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record
+from rsfm.data.sqa_records import (
+    INFO_NAME,
+    MANIFEST_NAME,
+    SQADataset,
+    read_manifest,
+    split_image_ids,
+)
 
 
 # ----------------------------------------------------------------------------- datamodule
-class SQADataModule(pl.LightningDataModule):
+class SQADataModule(BaseDataModule):
     """Train / held-out splits of an existing SQA dataset folder (split by image).
 
     The folder is written by :func:`rsfm.curation.sqa_builder.build_sqa_dataset`; to build it
@@ -30,6 +33,8 @@ class SQADataModule(pl.LightningDataModule):
         seed: Seed of the split.
     """
 
+    collate_fn = None  # records are plain tensors: torch's default collate
+
     def __init__(
         self,
         root: str,
@@ -40,13 +45,11 @@ class SQADataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.root = Path(root)
         self.target = target
         self.feature_keys = list(feature_keys or ["prediction"])
         self.val_fraction = val_fraction
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.seed = seed
         self.train_dataset: SQADataset | None = None
         self.val_dataset: SQADataset | None = None
@@ -66,6 +69,8 @@ class SQADataModule(pl.LightningDataModule):
         train_ids, val_ids = split_image_ids(records, self.val_fraction, self.seed)
         self.train_dataset = SQADataset(self.root, self.target, self.feature_keys, train_ids)
         self.val_dataset = SQADataset(self.root, self.target, self.feature_keys, val_ids)
+        stats = self.train_dataset.band_stats
+        self.band_stats = {stats.sensor or "default": stats} if stats is not None else {}
 
     @property
     def feature_dim(self) -> int:
@@ -74,32 +79,9 @@ class SQADataModule(pl.LightningDataModule):
             self.setup("fit")
         return self.train_dataset.feature_dim
 
-    @property
-    def band_stats(self) -> BandStats | None:
-        """The image statistics of the dataset (after :meth:`setup`)."""
-        return None if self.train_dataset is None else self.train_dataset.band_stats
-
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            drop_last=shuffle and len(dataset) > self.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training records."""
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Held-out records (every segmenter on every held-out image)."""
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Same as validation."""
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Same as validation."""
-        return self._loader(self.val_dataset, shuffle=False)
+    def data_facts(self) -> DataFacts:
+        """The image sensor and bands of the statistics, and the dataset's manifest files."""
+        facts = super().data_facts()
+        files = [self.root / name for name in (INFO_NAME, MANIFEST_NAME)]
+        facts.datasets = [dataset_record(self.root.name, files, self.root)]
+        return facts

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
 from rsfm.band_stats import BandStats
-from rsfm.data.collate import collate_samples
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts, as_band_stats, dataset_record
 from rsfm.data.triplet_coregistration import (
     CoRegisteredTriplet,
     TripletFiles,
@@ -16,7 +16,7 @@ from rsfm.data.triplet_coregistration import (
 from rsfm.data.triplets import ReferenceDegradation, TripletDataset, stats_from_windows
 
 
-class TripletDataModule(pl.LightningDataModule):
+class TripletDataModule(BaseDataModule):
     """Triplet windows for ``RefSRTask`` (the synthetic world's triplets by default).
 
     Args:
@@ -52,10 +52,8 @@ class TripletDataModule(pl.LightningDataModule):
         p_jitter: float = 0.2,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
-        self.batch_size = batch_size
-        self.band_stats: dict[str, BandStats] = {}
         self.train_dataset: TripletDataset | None = None
         self.val_dataset: TripletDataset | None = None
 
@@ -73,11 +71,42 @@ class TripletDataModule(pl.LightningDataModule):
         folder = ensure_synthetic_triplets(self.hparams.root, config)
         return [TripletFiles(**files) for files in triplet_files(folder)]
 
-    def use_band_stats(self, stats: dict[str, dict[str, Any]]) -> None:
-        """Normalise with given statistics (``{"lr": ..., "reference": ...}``) instead."""
-        self.band_stats = {
-            k: BandStats.from_dict(v) for k, v in stats.items() if k in ("lr", "reference")
-        }
+    def use_band_stats(self, stats: Mapping[str, BandStats | Mapping[str, Any]]) -> dict[str, str]:
+        """Normalise with given statistics (``{"lr": ..., "reference": ...}``) instead.
+
+        Works before or after :meth:`setup` (built datasets take the new statistics).
+
+        Returns:
+            ``{role: role}`` of the statistics now used.
+        """
+        given = {k: as_band_stats(v) for k, v in stats.items() if k in ("lr", "reference")}
+        if not given:
+            return {}
+        self.band_stats = {**self.band_stats, **given}
+        self._apply_band_stats()
+        return {k: k for k in given}
+
+    def _apply_band_stats(self) -> None:
+        lr_stats, ref_stats = self.band_stats.get("lr"), self.band_stats.get("reference")
+        for dataset in (self.train_dataset, self.val_dataset):
+            if dataset is not None:
+                dataset.lr_stats, dataset.ref_stats = lr_stats, ref_stats
+
+    def data_facts(self) -> DataFacts:
+        """Bands of the low-resolution input and the reference, and the triplet files read."""
+        facts = super().data_facts()
+        opened = [t for d in (self.train_dataset, self.val_dataset) if d for t in d.triplets]
+        files = [
+            path
+            for triplet in opened
+            for path in (triplet.files.lr, triplet.files.reference, triplet.files.hr)
+            if path is not None
+        ]
+        name = "triplets" if self.hparams.triplets else "rsfm-synthetic-triplets"
+        root = files[0].parent.parent if files else None
+        facts.datasets = [dataset_record(name, files, root)]
+        facts.input_size = self.hparams.patch_size
+        return facts
 
     def setup(self, stage: str | None = None) -> None:
         """Open the triplets, split off validation ones, compute the band statistics."""
@@ -104,12 +133,9 @@ class TripletDataModule(pl.LightningDataModule):
             val, hp.patch_size, None, lr_stats=lr_stats, ref_stats=ref_stats, seed=hp.seed
         )
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=workers,
-            collate_fn=collate_samples, persistent_workers=workers > 0,
-        )  # fmt: skip
+    def _loader(self, dataset: Dataset, shuffle: bool, **kwargs: Any) -> DataLoader:
+        """Every batch kept, the last incomplete one included."""
+        return super()._loader(dataset, shuffle, **{"drop_last": False, **kwargs})
 
     def train_dataloader(self) -> DataLoader:
         """Random degraded windows of the training triplets."""
