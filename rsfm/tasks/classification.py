@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,10 +30,12 @@ class ClassificationTask(FineTuneTask):
         multilabel: Multi-label (sigmoid per class) instead of single-label (softmax).
         threshold: Probability above which a class counts as predicted (multi-label F1).
         label_smoothing: Cross-entropy label smoothing (single-label).
-        **kwargs: :class:`~rsfm.tasks.finetune.FineTuneTask` arguments.
+        mode: Training mode (a linear probe by default).
+        **kwargs: Further :class:`~rsfm.tasks.finetune.FineTuneTask` arguments.
     """
 
-    task_name = "classification"
+    task_kind = "classification"
+    output_kind = "classes"
 
     def __init__(
         self,
@@ -43,32 +44,13 @@ class ClassificationTask(FineTuneTask):
         multilabel: bool = False,
         threshold: float = 0.5,
         label_smoothing: float = 0.0,
-        backbone: str | None = None,
-        weights: str | None = None,
         mode: str = "linear_probe",
-        model_args: dict[str, Any] | None = None,
-        lora_rank: int = 8,
-        lora_alpha: float = 16.0,
-        lora_target: Sequence[str] = ("qkv", "proj"),
-        layer_decay: float | None = None,
-        optimizer: str = "adamw",
-        lr: float | None = None,
-        base_lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, num_classes, backbone, weights, mode, model_args, lora_rank, lora_alpha,
-            lora_target, layer_decay, optimizer, lr, base_lr, weight_decay, betas,
-            warmup_epochs, min_lr, scheduler,
-        )  # fmt: skip
+        super().__init__(model, num_outputs=num_classes, mode=mode, **kwargs)
         if self.model.dense:
             raise ValueError(f"classification needs a pooled head; {model!r} is dense")
-        self.save_hyperparameters()
-        self.task_name = "multilabel" if multilabel else "classification"
+        self.task_kind = "multilabel" if multilabel else "classification"
         self.num_classes = num_classes
         self.multilabel = multilabel
         self.threshold = threshold

@@ -26,8 +26,9 @@ from rsfm.evaluation.retrieval import (
     retrieval_metrics,
     zero_shot_accuracy,
 )
+from rsfm.hub.checkpoint_keys import MODEL_CONFIG, TaskFacts
 from rsfm.models.clip import RSCLIP
-from rsfm.models.registry import create_model, model_config
+from rsfm.models.registry import create_model
 from rsfm.tasks.base import BaseTask
 
 LOSSES = ("clip", "siglip")
@@ -51,17 +52,15 @@ class CLIPTask(BaseTask):
         retrieval_ks: Recall cut-offs.
         export_dir: Folder for an open_clip export of the trained model at the end of ``fit``
             (default ``<log dir>/open_clip``); ``""`` disables it (spectral towers skip it).
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
-        base_lr: Base learning rate of the scaling rule.
+        base_lr: Base learning rate of the scaling rule (this task's default: 5e-4).
         weight_decay: Decoupled weight decay (open_clip default 0.2).
         betas: Adam betas (open_clip default 0.9, 0.98).
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        **kwargs: Further :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
 
-    task_name = "clip"
+    task_kind = "image-text-contrastive"
+    output_kind = "embeddings"
+    classes_from_data = False  # zero-shot classes: its own, the model's, else the labels seen
 
     def __init__(
         self,
@@ -74,21 +73,14 @@ class CLIPTask(BaseTask):
         templates: list[str] | None = None,
         retrieval_ks: Sequence[int] = DEFAULT_KS,
         export_dir: str | None = None,
-        optimizer: str = "adamw",
-        lr: float | None = None,
         base_lr: float = 5e-4,
         weight_decay: float = 0.2,
         betas: tuple[float, float] = (0.9, 0.98),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
+        super().__init__(base_lr=base_lr, weight_decay=weight_decay, betas=betas, **kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.save_hyperparameters()
         overrides = dict(model_args or {})
         if loss == "siglip":  # SigLIP's initialisation (Zhai et al. 2023): t' = log 10, b = -10
             overrides.setdefault("init_logit_bias", -10.0)
@@ -104,7 +96,6 @@ class CLIPTask(BaseTask):
         self.templates = list(templates) if templates else None
         self.retrieval_ks = tuple(int(k) for k in retrieval_ks)
         self.export_dir = export_dir
-        self.band_stats: dict[str, dict[str, Any]] | None = None
         self.loss_fn: torch.nn.Module = self._build_loss(rank=0, world_size=1)
         self._outputs: dict[str, list[torch.Tensor]] = {}
         self._labels: list[str] = []
@@ -122,15 +113,11 @@ class CLIPTask(BaseTask):
         )
 
     def setup(self, stage: str) -> None:
-        """Rebuild the loss for this process's rank; take the datamodule's band statistics."""
+        """Rebuild the loss for this process's rank; BaseTask takes the data's statistics."""
         trainer = self._trainer
         if trainer is not None:
             self.loss_fn = self._build_loss(trainer.global_rank, trainer.world_size)
-        stats = getattr(getattr(trainer, "datamodule", None), "band_stats", None)
-        if stats:
-            self.band_stats = {
-                name: s.to_dict() if hasattr(s, "to_dict") else dict(s) for name, s in stats.items()
-            }
+        super().setup(stage)
 
     def contrastive_loss(self, outputs: dict[str, Any]) -> torch.Tensor:
         """open_clip loss of :meth:`RSCLIP.forward_contrastive` outputs."""
@@ -283,21 +270,14 @@ class CLIPTask(BaseTask):
         """Parameter names optimisers should not decay."""
         return {f"model.{name}" for name in self.model.no_weight_decay()}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model recipe, normalisation statistics and task facts."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        checkpoint["rsfm_task"] = {
-            "task": self.task_name,
-            "loss": self.loss_name,
-            "class_names": self.class_names or self.model.class_names,
-            "open_clip_arch": None if self.model.spectral else self.model.arch_name,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the statistics saved by :meth:`on_save_checkpoint`."""
-        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
+    def task_facts(self) -> TaskFacts:
+        """Contrastive facts: zero-shot classes, the loss and the open_clip architecture."""
+        facts = super().task_facts()
+        names = self.class_names or self.model.class_names
+        facts.class_names = list(names) if names else None
+        facts.extra["loss"] = self.loss_name
+        facts.extra["open_clip_arch"] = None if self.model.spectral else self.model.arch_name
+        return facts
 
     def on_fit_end(self) -> None:
         """Export the trained model in open_clip's own format (rank 0, open_clip towers)."""
@@ -324,9 +304,9 @@ def export_open_clip_checkpoint(
     from rsfm.models.registry import model_from_config
 
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    config = checkpoint.get("rsfm_model_config")
+    config = checkpoint.get(MODEL_CONFIG)
     if config is None:
-        raise ValueError(f"{ckpt_path}: no rsfm_model_config (not written by an rsfm task)")
+        raise ValueError(f"{ckpt_path}: no {MODEL_CONFIG} (not written by an rsfm task)")
     model = model_from_config(config)
     if not isinstance(model, RSCLIP):
         raise ValueError(f"{ckpt_path}: holds {config['class_path']}, not an RSCLIP model")

@@ -43,10 +43,11 @@ from torchmetrics.classification import (
 )
 
 from rsfm.data.labels import IGNORE_INDEX
+from rsfm.hub.checkpoint_keys import TaskFacts, TrainingStage
 from rsfm.models.colearning import CoLearningModel, PooledSmartiesEncoder
 from rsfm.models.finetune import load_backbone_weights
-from rsfm.models.registry import create_model, model_config
-from rsfm.tasks.base import BaseTask
+from rsfm.models.registry import create_model
+from rsfm.tasks.base import BaseTask, pretraining_stage
 
 TASK_TYPES = ("classification", "multilabel", "regression")
 LOSS_TERMS = ("main", "auxiliary", "contrastive", "discriminative")
@@ -87,15 +88,11 @@ class CoLearningTask(BaseTask):
             ``image``, the second ``pair_image``).
         weights: ``{modality: checkpoint / .safetensors / hub name}`` of pretrained SMARTIES
             encoders, loaded into that modality's specific and shared encoders.
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
-        base_lr: Base learning rate of the scaling rule.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        **kwargs: :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
+
+    task_kind = "co-learning"
+    stage_kind = "fine-tuning"
 
     def __init__(
         self,
@@ -108,18 +105,9 @@ class CoLearningTask(BaseTask):
         threshold: float = 0.5,
         batch_keys: dict[str, dict[str, str]] | None = None,
         weights: dict[str, str] | None = None,
-        optimizer: str = "adamw",
-        lr: float | None = None,
-        base_lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
+        super().__init__(**kwargs)
         if task_type not in TASK_TYPES:
             raise ValueError(f"unknown task_type {task_type!r}; expected one of {TASK_TYPES}")
         unknown = sorted(set(loss_weights or {}) - set(LOSS_TERMS))
@@ -133,7 +121,6 @@ class CoLearningTask(BaseTask):
         network = create_model(model, **overrides)
         if not isinstance(network, CoLearningModel):
             raise TypeError(f"{model!r} is not a co-learning model (CoLearningModel)")
-        self.save_hyperparameters()
         self.model = network
         self.task_type = task_type
         self.num_outputs = network.num_outputs
@@ -141,8 +128,7 @@ class CoLearningTask(BaseTask):
         self.temperature = temperature
         self.threshold = threshold
         self.batch_keys = {k: dict(v) for k, v in (batch_keys or {}).items()} or None
-        self.band_stats: dict[str, dict[str, Any]] | None = None
-        self.class_names: list[str] | None = None
+        self.weights = dict(weights or {})
         if weights:
             self.band_stats = self._load_encoder_weights(weights)
         metrics = self.build_metrics()
@@ -157,6 +143,7 @@ class CoLearningTask(BaseTask):
     # ------------------------------------------------------------------ setup
     def _load_encoder_weights(self, weights: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         stats: dict[str, dict[str, Any]] = {}
+        stages: list[TrainingStage] = []
         for name, source in weights.items():
             if name not in self.model.modality_names:
                 raise ValueError(f"weights for unknown modality {name!r}")
@@ -166,7 +153,18 @@ class CoLearningTask(BaseTask):
                 if not isinstance(encoder, PooledSmartiesEncoder):
                     raise ValueError(f"modality {name!r}: only SMARTIES encoders load weights")
                 shim = SimpleNamespace(encoder=encoder.encoder, init_args={"backbone": backbone})
-                stats.update(load_backbone_weights(shim, source) or {})
+                loaded = load_backbone_weights(shim, source) or {}
+                stats.update(loaded)
+            stage = pretraining_stage(source, loaded)
+            if stage is not None:
+                stages.append(stage)
+        if stages:  # one pretraining stage: every modality's source together
+            self.source_stage = TrainingStage(
+                "pretraining",
+                sensors={k: v for s in stages for k, v in s.sensors.items()},
+                bad_bands={k: v for s in stages for k, v in s.bad_bands.items()},
+                datasets=[d for s in stages for d in s.datasets],
+            )
         return stats
 
     def build_metrics(self) -> MetricCollection:
@@ -192,7 +190,8 @@ class CoLearningTask(BaseTask):
         )
 
     def setup(self, stage: str) -> None:
-        """Take batch keys, normalisation statistics and class names from the datamodule."""
+        """Take batch keys from the datamodule (BaseTask: statistics, class names, facts)."""
+        super().setup(stage)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if self.batch_keys is None:
             keys = getattr(datamodule, "modality_keys", None)
@@ -202,11 +201,6 @@ class CoLearningTask(BaseTask):
                 f"the batches hold modalities {sorted(self.batch_keys)}, the model "
                 f"{self.model.modality_names}: none in common"
             )
-        used = getattr(datamodule, "band_stats", None) or {}
-        if used:
-            own = {name: s if isinstance(s, dict) else s.to_dict() for name, s in used.items()}
-            self.band_stats = {**(self.band_stats or {}), **own}
-        self.class_names = getattr(datamodule, "class_names", None) or self.class_names
 
     def _default_keys(self) -> dict[str, dict[str, str]]:
         names = self.model.modality_names[: len(PAIR_BATCH_KEYS)]
@@ -401,25 +395,25 @@ class CoLearningTask(BaseTask):
             "crs": batch.get("crs"),
         }
 
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model recipe, normalisation statistics and task facts."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        checkpoint["rsfm_task"] = {
-            "task": self.task_type,
-            "class_names": self.class_names,
-            "modalities": self.model.modality_names,
-            "batch_keys": self.batch_keys,
-        }
+    # ------------------------------------------------------------------ facts
+    def task_facts(self) -> TaskFacts:
+        """Co-learning facts: the task type, modalities and batch keys (in ``extra``)."""
+        facts = super().task_facts()
+        facts.output = "values" if self.task_type == "regression" else "classes"
+        facts.extra.update(
+            {
+                "task_type": self.task_type,
+                "modalities": list(self.model.modality_names),
+                "batch_keys": self.batch_keys,
+                "weights": self.weights or None,
+            }
+        )
+        return facts
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore what :meth:`on_save_checkpoint` stored."""
-        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
-        facts = checkpoint.get("rsfm_task", {})
-        self.class_names = facts.get("class_names", self.class_names)
-        self.batch_keys = facts.get("batch_keys") or self.batch_keys
+    def restore_task_facts(self, facts: TaskFacts) -> None:
+        """BaseTask's, plus the batch keys of the run."""
+        super().restore_task_facts(facts)
+        self.batch_keys = facts.extra.get("batch_keys") or self.batch_keys
 
 
 def _rows(wavelengths: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

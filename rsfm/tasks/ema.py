@@ -1,8 +1,9 @@
 """Exponential moving average of a task's trainable weights (diffusers' ``EMAModel``).
 
 Used by the diffusion tasks: validation runs on the averaged weights, checkpoints store them under
-``ema_model.*`` beside the raw weights (push them with ``rsfm.hub.push_checkpoint(...,
-prefix="ema_model.")`` or ``rsfm.hub.push(task.ema_network(), ...)``), resuming restores them.
+``ema_model.*`` beside the raw weights, with their step under ``rsfm_ema_step`` (push them with
+``rsfm.hub.push_checkpoint(..., prefix="ema_model.")`` or ``rsfm.hub.push(task.ema_network(),
+...)``), resuming restores them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsfm.hub.checkpoint_keys import EMA_STEP
 from rsfm.models.layers.diffusion import make_ema
 
 EMA_PREFIX = "ema_model."
@@ -21,8 +23,8 @@ EMA_PREFIX = "ema_model."
 class EMAMixin:
     """Lightning hooks keeping an EMA of ``self.model``'s trainable parameters.
 
-    A task mixes it in before ``LightningModule``, calls :meth:`init_ema` in ``__init__`` and
-    :meth:`save_ema` / :meth:`load_ema` from its checkpoint hooks.
+    A task mixes it in before :class:`~rsfm.tasks.base.BaseTask` and calls :meth:`init_ema` in
+    ``__init__``; the checkpoint hooks add the averages to BaseTask's checkpoint contract.
     """
 
     model: nn.Module
@@ -85,12 +87,22 @@ class EMAMixin:
         for name, shadow in zip(self._trainable_names(), self.ema.shadow_params, strict=True):
             state[name] = shadow.detach().clone()
         checkpoint["state_dict"].update({EMA_PREFIX + k: v for k, v in state.items()})
-        checkpoint["rsfm_ema_step"] = int(self.ema.optimization_step)
+        checkpoint[EMA_STEP] = int(self.ema.optimization_step)
 
     def load_ema(self, checkpoint: dict[str, Any]) -> None:
         """Take the averaged weights out of the state dict (restored in :meth:`on_fit_start`)."""
         state = checkpoint["state_dict"]
         ema = {k[len(EMA_PREFIX) :]: state.pop(k) for k in list(state) if k.startswith(EMA_PREFIX)}
         if ema:
-            ema["__step__"] = torch.tensor(int(checkpoint.get("rsfm_ema_step", 0)))
+            ema["__step__"] = torch.tensor(int(checkpoint.get(EMA_STEP, 0)))
             self._loaded_ema = ema
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The task's checkpoint contract, plus the averaged weights."""
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        self.save_ema(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the averaged weights out of the state dict, then the task's contract."""
+        self.load_ema(checkpoint)
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]

@@ -3,8 +3,10 @@
 ``FineTuneTask`` holds what every fine-tuning objective shares: building a registered
 :class:`~rsfm.models.finetune.FineTuneModel`, the training mode (``linear_probe``, ``frozen``,
 ``full``, ``lora``), pretrained weights and their normalisation statistics (handed to the
-datamodule), layer-wise LR decay, and checkpoints that carry the model recipe and statistics.
-Subclasses implement :meth:`FineTuneTask.loss_and_targets` and :meth:`FineTuneTask.build_metrics`.
+datamodule), layer-wise LR decay, and the pretraining stage of the encoder's source (recorded
+in checkpoints beside the fine-tuning stage; :class:`~rsfm.tasks.base.BaseTask` writes them).
+Subclasses implement :meth:`FineTuneTask.loss_and_targets` and :meth:`FineTuneTask.build_metrics`
+and take only their own arguments (the rest by keyword).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from timm.optim import create_optimizer_v2
 from torchmetrics import MetricCollection
 
 import rsfm.models.finetune  # noqa: F401  (registers the fine-tuning variants)
+from rsfm.hub.checkpoint_keys import TaskFacts
 from rsfm.models.finetune import FineTuneModel, load_backbone_weights
-from rsfm.models.registry import create_model, model_config
-from rsfm.tasks.base import BaseTask
+from rsfm.models.registry import create_model
+from rsfm.tasks.base import BaseTask, pretraining_stage
 from rsfm.tasks.supervised import SupervisedSteps
 
 
@@ -37,17 +40,10 @@ class FineTuneTask(SupervisedSteps, BaseTask):
         lora_alpha: Adapter scaling numerator (mode ``lora``).
         lora_target: Linear layers that get adapters (mode ``lora``).
         layer_decay: Layer-wise LR decay factor (timm, BEiT-style); None = off.
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
-        base_lr: Base learning rate of the scaling rule.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        **kwargs: :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
 
-    task_name = "finetune"
+    stage_kind = "fine-tuning"
 
     def __init__(
         self,
@@ -61,18 +57,9 @@ class FineTuneTask(SupervisedSteps, BaseTask):
         lora_alpha: float = 16.0,
         lora_target: Sequence[str] = ("qkv", "proj"),
         layer_decay: float | None = None,
-        optimizer: str = "adamw",
-        lr: float | None = None,
-        base_lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
+        super().__init__(**kwargs)
         overrides = dict(model_args or {})
         if num_outputs is not None:
             overrides["num_outputs"] = num_outputs
@@ -90,10 +77,9 @@ class FineTuneTask(SupervisedSteps, BaseTask):
         self.mode = mode
         self.weights = weights
         self.layer_decay = layer_decay
-        self.band_stats: dict[str, dict[str, Any]] | None = None
-        self.class_names: list[str] | None = None
         if weights:
             self.band_stats = load_backbone_weights(network, weights)
+            self.source_stage = pretraining_stage(weights, self.band_stats)
 
     # ------------------------------------------------------------------ subclass hooks
     def loss_and_targets(
@@ -121,35 +107,12 @@ class FineTuneTask(SupervisedSteps, BaseTask):
         output = self(batch["image"], batch["wavelengths"]) if "image" in batch else None
         return {"prediction": output, "bounds": batch.get("bounds"), "crs": batch.get("crs")}
 
-    # ------------------------------------------------------------------ data and checkpoints
-    def setup(self, stage: str) -> None:
-        """Hand pretrained normalisation statistics to the datamodule; record the ones used."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if datamodule is None:
-            return
-        if self.band_stats and hasattr(datamodule, "use_band_stats"):
-            datamodule.use_band_stats(self.band_stats)
-        used = getattr(datamodule, "band_stats", None) or {}
-        if used:
-            own = {name: stats.to_dict() for name, stats in used.items()}
-            self.band_stats = {**(self.band_stats or {}), **own}
-        self.class_names = getattr(datamodule, "class_names", None) or self.class_names
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model recipe, normalisation statistics and task facts."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        checkpoint["rsfm_task"] = {
-            "task": self.task_name,
-            "mode": self.mode,
-            "class_names": self.class_names,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the statistics and class names saved by :meth:`on_save_checkpoint`."""
-        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
-        self.class_names = checkpoint.get("rsfm_task", {}).get("class_names", self.class_names)
+    # ------------------------------------------------------------------ facts
+    def task_facts(self) -> TaskFacts:
+        """BaseTask's facts plus the training mode and the weights' source."""
+        facts = super().task_facts()
+        facts.extra.update({"mode": self.mode, "weights": self.weights})
+        return facts
 
     # ------------------------------------------------------------------ optimiser
     def no_weight_decay(self) -> set[str]:

@@ -38,11 +38,12 @@ from torchmetrics.classification import (
 )
 
 import rsfm.models.hyperspectral  # noqa: F401  (registers the hyperspectral variants)
-from rsfm.models.registry import create_model, model_config
+from rsfm.data.labels import IGNORE_INDEX
+from rsfm.hub.checkpoint_keys import TaskFacts
+from rsfm.models.registry import create_model
 from rsfm.tasks.base import BaseTask
 from rsfm.tasks.supervised import SupervisedSteps
 
-IGNORE_INDEX = -1
 AUPRC_BINS = 200  # binned average precision: constant memory on any validation set
 
 
@@ -82,17 +83,15 @@ class HyperspectralSegmentationTask(SupervisedSteps, BaseTask):
         class_weights: CE weight per class (multi-class).
         threshold: Probability above which a pixel is positive (binary metrics).
         augment: Random flips and 90-degree rotations of training batches.
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
-        base_lr: Base learning rate of the scaling rule.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        lr: Absolute learning rate (this task's default: 1e-3).
+        weight_decay: Decoupled weight decay (this task's default: 0.01).
+        warmup_epochs: Linear warm-up length in epochs (this task's default: none).
+        **kwargs: Further :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
 
-    task_name = "hyperspectral_segmentation"
+    task_kind = "segmentation"
+    output_kind = "classes"
+    stage_kind = "fine-tuning"
 
     def __init__(
         self,
@@ -105,19 +104,12 @@ class HyperspectralSegmentationTask(SupervisedSteps, BaseTask):
         class_weights: list[float] | None = None,
         threshold: float = 0.5,
         augment: bool = True,
-        optimizer: str = "adamw",
         lr: float | None = 1e-3,
-        base_lr: float = 1e-3,
         weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
         warmup_epochs: float = 0.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
-        self.save_hyperparameters()
+        super().__init__(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
         self.binary = num_classes == 2 if binary is None else bool(binary)
         if self.binary and num_classes != 2:
             raise ValueError(f"a binary task has 2 classes, got num_classes={num_classes}")
@@ -138,8 +130,6 @@ class HyperspectralSegmentationTask(SupervisedSteps, BaseTask):
         if weight is not None and weight.numel() != num_classes:
             raise ValueError(f"{weight.numel()} class_weights for {num_classes} classes")
         self.register_buffer("class_weights", weight, persistent=False)
-        self.band_stats: dict[str, dict[str, Any]] | None = None
-        self.class_names: list[str] | None = None
         metrics = self.build_metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -224,29 +214,10 @@ class HyperspectralSegmentationTask(SupervisedSteps, BaseTask):
             "crs": batch.get("crs"),
         }
 
-    # ------------------------------------------------------------------ data and checkpoints
-    def setup(self, stage: str) -> None:
-        """Record the datamodule's normalisation statistics and class names (for the hub card)."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if datamodule is None:
-            return
-        used = getattr(datamodule, "band_stats", None) or {}
-        if used:
-            self.band_stats = {name: stats.to_dict() for name, stats in used.items()}
-        self.class_names = getattr(datamodule, "class_names", None) or self.class_names
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model recipe, normalisation statistics and task facts."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        checkpoint["rsfm_task"] = {
-            "task": self.task_name,
-            "binary": self.binary,
-            "class_names": self.class_names,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore what :meth:`on_save_checkpoint` stored."""
-        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
-        self.class_names = checkpoint.get("rsfm_task", {}).get("class_names", self.class_names)
+    # ------------------------------------------------------------------ facts
+    def task_facts(self) -> TaskFacts:
+        """Segmentation facts: ignore index, and whether the objective is binary."""
+        facts = super().task_facts()
+        facts.ignore_index = self.ignore_index
+        facts.extra["binary"] = self.binary
+        return facts

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from rsfm.models.registry import create_model, model_config
+from rsfm.models.registry import create_model
 from rsfm.tasks.base import BaseTask
 
 
@@ -22,15 +22,14 @@ class MAEPretrainTask(BaseTask):
         model_args: Overrides of the registered variant's init args.
         mask_ratio: Fraction of patch tokens hidden from the encoder.
         mixup_ratio: Fraction of token positions swapped between paired sensors.
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
-        base_lr: Base learning rate of the scaling rule.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        base_lr: Base learning rate of the scaling rule (MAE's 1.5e-4).
+        betas: Adam betas (MAE's 0.9, 0.95).
+        **kwargs: Further :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
+
+    task_kind = "masked-image-modeling"
+    output_kind = "embeddings"
+    stage_kind = "pretraining"
 
     def __init__(
         self,
@@ -38,30 +37,21 @@ class MAEPretrainTask(BaseTask):
         model_args: dict[str, Any] | None = None,
         mask_ratio: float = 0.75,
         mixup_ratio: float = 0.5,
-        optimizer: str = "adamw",
-        lr: float | None = None,
         base_lr: float = 1.5e-4,
-        weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.95),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
+        super().__init__(base_lr=base_lr, betas=betas, **kwargs)
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         if not 0.0 <= mixup_ratio <= 1.0:
             raise ValueError(f"mixup_ratio must be in [0, 1], got {mixup_ratio}")
-        self.save_hyperparameters()
         self.model_name = model
         self.mask_ratio = mask_ratio
         overrides = dict(model_args or {})
         overrides.setdefault("mask_ratio", mask_ratio)
         overrides.setdefault("mixup_ratio", mixup_ratio)
         self.model = create_model(model, **overrides)
-        self.band_stats: dict[str, Any] | None = None
 
     @staticmethod
     def _parts(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -145,20 +135,3 @@ class MAEPretrainTask(BaseTask):
             "bounds": part.get("bounds"),
             "crs": part.get("crs"),
         }
-
-    def on_fit_start(self) -> None:
-        """Take the datamodule's normalisation statistics so they travel with the checkpoint."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        stats = getattr(datamodule, "band_stats", None)
-        if stats:
-            self.band_stats = {name: s.to_dict() for name, s in stats.items()}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model's rebuild recipe and normalisation statistics in the checkpoint."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore normalisation statistics saved by :meth:`on_save_checkpoint`."""
-        self.band_stats = checkpoint.get("rsfm_band_stats")

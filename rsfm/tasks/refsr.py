@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from rsfm.evaluation.super_resolution import masked_psnr
+from rsfm.hub.checkpoint_keys import TaskFacts
 from rsfm.models.crefdiff import CRefDiffModel
-from rsfm.models.registry import create_model, model_config
+from rsfm.models.registry import create_model
 from rsfm.tasks.base import BaseTask
 from rsfm.tasks.ema import EMAMixin
 
@@ -39,17 +40,14 @@ class RefSRTask(EMAMixin, BaseTask):
         snr_gamma: Min-SNR-gamma loss weighting (None: plain MSE).
         ema_decay: Keep an EMA of the weights with this decay (None: no EMA).
         ema_warmup: Ramp the EMA decay up over the first steps (short runs still average).
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate; None = ``base_lr * effective_batch / 256``.
-        base_lr: Base learning rate of the scaling rule.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        lr: Absolute learning rate (this task's default: 1e-3).
+        weight_decay: Decoupled weight decay (this task's default: none).
+        warmup_epochs: Linear warm-up length in epochs (this task's default: 0.1).
+        **kwargs: Further :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
 
-    task_name = "refsr"
+    task_kind = "super-resolution"
+    output_kind = "image"
 
     def __init__(
         self,
@@ -63,19 +61,12 @@ class RefSRTask(EMAMixin, BaseTask):
         snr_gamma: float | None = None,
         ema_decay: float | None = None,
         ema_warmup: bool = True,
-        optimizer: str = "adamw",
         lr: float | None = 1e-3,
-        base_lr: float = 1e-3,
         weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
         warmup_epochs: float = 0.1,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
-        self.save_hyperparameters()
+        super().__init__(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
         network = create_model(model, **(model_args or {}))
         if not isinstance(network, CRefDiffModel):
             raise TypeError(f"{model!r} is not a CRefDiffModel")
@@ -85,7 +76,6 @@ class RefSRTask(EMAMixin, BaseTask):
         self.val_start_fraction = val_start_fraction
         self.max_timestep_fraction, self.snr_gamma = max_timestep_fraction, snr_gamma
         self.init_ema(ema_decay, ema_warmup)
-        self.band_stats: dict[str, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ steps
 
@@ -154,30 +144,11 @@ class RefSRTask(EMAMixin, BaseTask):
             "crs": batch.get("crs"),
         }
 
-    def setup(self, stage: str) -> None:
-        """Use the checkpoint's statistics, or record the datamodule's."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if datamodule is None:
-            return
-        if self.band_stats and hasattr(datamodule, "use_band_stats"):
-            datamodule.use_band_stats(self.band_stats)
-        datamodule.setup(stage)
-        used = getattr(datamodule, "band_stats", None) or {}
-        if used:
-            self.band_stats = {name: stats.to_dict() for name, stats in used.items()}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model recipe, normalisation statistics and task facts."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        checkpoint["rsfm_task"] = {"task": self.task_name, "scale": self.model.scale}
-        self.save_ema(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the statistics and take the EMA weights out of the state dict."""
-        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
-        self.load_ema(checkpoint)
+    def task_facts(self) -> TaskFacts:
+        """Super-resolution facts plus the model's scale factor."""
+        facts = super().task_facts()
+        facts.extra["scale"] = self.model.scale
+        return facts
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that optimisers should not decay."""

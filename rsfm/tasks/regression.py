@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,41 +25,22 @@ class RegressionTask(FineTuneTask):
         model: Registered variant (``smarties_tiny_reg``).
         num_outputs: Regressed channels K.
         loss: ``mse``, ``l1`` or ``huber``.
-        **kwargs: :class:`~rsfm.tasks.finetune.FineTuneTask` arguments.
+        **kwargs: Further :class:`~rsfm.tasks.finetune.FineTuneTask` arguments.
     """
 
-    task_name = "regression"
+    task_kind = "regression"
+    output_kind = "values"
 
     def __init__(
         self,
         model: str = "smarties_tiny_reg",
         num_outputs: int = 1,
         loss: str = "mse",
-        backbone: str | None = None,
-        weights: str | None = None,
-        mode: str = "frozen",
-        model_args: dict[str, Any] | None = None,
-        lora_rank: int = 8,
-        lora_alpha: float = 16.0,
-        lora_target: Sequence[str] = ("qkv", "proj"),
-        layer_decay: float | None = None,
-        optimizer: str = "adamw",
-        lr: float | None = None,
-        base_lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
-        super().__init__(
-            model, num_outputs, backbone, weights, mode, model_args, lora_rank, lora_alpha,
-            lora_target, layer_decay, optimizer, lr, base_lr, weight_decay, betas,
-            warmup_epochs, min_lr, scheduler,
-        )  # fmt: skip
-        self.save_hyperparameters()
+        super().__init__(model, num_outputs=num_outputs, **kwargs)
         self.num_outputs = num_outputs
         self.loss_name = loss
         self._init_metrics()

@@ -1,12 +1,7 @@
-"""Semantic segmentation on a spectrum-aware encoder.
-
-The shared fine-tuning machinery lives in :mod:`rsfm.tasks.finetune`; ``FineTuneTask`` is
-re-exported here so ``from rsfm.tasks.segmentation import FineTuneTask`` keeps working.
-"""
+"""Semantic segmentation on a spectrum-aware encoder (fine-tuning: :mod:`rsfm.tasks.finetune`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -14,11 +9,9 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from rsfm.data.labels import IGNORE_INDEX
+from rsfm.hub.checkpoint_keys import TaskFacts
 from rsfm.tasks.finetune import FineTuneTask
-
-__all__ = ["IGNORE_INDEX", "FineTuneTask", "SegmentationTask"]
-
-IGNORE_INDEX = -1
 
 
 class SegmentationTask(FineTuneTask):
@@ -35,7 +28,8 @@ class SegmentationTask(FineTuneTask):
         **kwargs: :class:`FineTuneTask` arguments (backbone, weights, mode, optimiser ...).
     """
 
-    task_name = "segmentation"
+    task_kind = "segmentation"
+    output_kind = "classes"
 
     def __init__(
         self,
@@ -43,31 +37,11 @@ class SegmentationTask(FineTuneTask):
         num_classes: int = 7,
         ignore_index: int = IGNORE_INDEX,
         class_weights: list[float] | None = None,
-        backbone: str | None = None,
-        weights: str | None = None,
-        mode: str = "frozen",
-        model_args: dict[str, Any] | None = None,
-        lora_rank: int = 8,
-        lora_alpha: float = 16.0,
-        lora_target: Sequence[str] = ("qkv", "proj"),
-        layer_decay: float | None = None,
-        optimizer: str = "adamw",
-        lr: float | None = None,
-        base_lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_epochs: float = 1.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, num_classes, backbone, weights, mode, model_args, lora_rank, lora_alpha,
-            lora_target, layer_decay, optimizer, lr, base_lr, weight_decay, betas,
-            warmup_epochs, min_lr, scheduler,
-        )  # fmt: skip
+        super().__init__(model, num_outputs=num_classes, **kwargs)
         if not self.model.dense:
             raise ValueError(f"segmentation needs a dense head; {model!r} has a pooled head")
-        self.save_hyperparameters()
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
@@ -75,6 +49,12 @@ class SegmentationTask(FineTuneTask):
             raise ValueError(f"{weight.numel()} class_weights for {num_classes} classes")
         self.register_buffer("class_weights", weight, persistent=False)
         self._init_metrics()
+
+    def task_facts(self) -> TaskFacts:
+        """The fine-tuning facts plus the ignore index."""
+        facts = super().task_facts()
+        facts.ignore_index = self.ignore_index
+        return facts
 
     def build_metrics(self) -> MetricCollection:
         """mIoU (macro Jaccard over classes present), micro and macro pixel accuracy."""

@@ -18,7 +18,7 @@ from scipy import stats
 from torchmetrics import CatMetric
 
 import rsfm.models.sqa  # noqa: F401  (registers the SQA variants)
-from rsfm.models.registry import create_model, model_config, model_from_config
+from rsfm.models.registry import create_model
 from rsfm.models.sqa import SQAModel
 from rsfm.tasks.base import BaseTask
 
@@ -99,15 +99,15 @@ class SQATask(BaseTask):
         rank_margin: Margin of the ranking hinge.
         cache_semantic: Reuse each image's frozen semantic features (exact: the encoder is
             frozen and in eval mode) instead of recomputing them every epoch.
-        optimizer: timm optimiser name.
-        lr: Learning rate (absolute).
-        base_lr: Base learning rate when ``lr`` is None.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        lr: Absolute learning rate (this task's default: 2e-3).
+        weight_decay: Decoupled weight decay (this task's default: 1e-4).
+        warmup_epochs: Linear warm-up in epochs (this task's default: none).
+        **kwargs: Further :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
+
+    task_kind = "segmentation-quality-assessment"
+    output_kind = "quality"
+    stage_kind = "fine-tuning"
 
     def __init__(
         self,
@@ -118,21 +118,14 @@ class SQATask(BaseTask):
         rank_weight: float = 1.0,
         rank_margin: float = 0.02,
         cache_semantic: bool = True,
-        optimizer: str = "adamw",
         lr: float | None = 2e-3,
-        base_lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
         warmup_epochs: float = 0.0,
-        min_lr: float = 0.0,
-        scheduler: str = "cosine",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
-        )
+        super().__init__(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
-        self.save_hyperparameters()
         self.model_name = model
         self.model_args = dict(model_args or {})
         self.loss_name = loss
@@ -140,7 +133,6 @@ class SQATask(BaseTask):
         self.rank_margin = rank_margin
         self.cache_semantic = cache_semantic
         self.model: SQAModel | None = None
-        self.band_stats: dict[str, dict[str, Any]] | None = None
         self._semantic_cache: dict[int, torch.Tensor] = {}
         if segmenter_dim is not None or "segmenter_dim" in self.model_args:
             self._build(segmenter_dim)
@@ -174,26 +166,6 @@ class SQATask(BaseTask):
                 return
             raise ValueError("give segmenter_dim, or a datamodule with `feature_dim`")
         self._build(dim, getattr(datamodule, "feature_keys", None))
-
-    def setup(self, stage: str) -> None:
-        """Record the image statistics of the data (they go into checkpoints and hub cards)."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        band_stats = getattr(datamodule, "band_stats", None)
-        if band_stats:
-            self.band_stats = {name: stats.to_dict() for name, stats in band_stats.items()}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the model recipe and the image statistics."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        checkpoint["rsfm_task"] = {"task": "segmentation_quality_assessment"}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Rebuild a lazily built model before its weights are loaded."""
-        if self.model is None and "rsfm_model_config" in checkpoint:
-            self.model = model_from_config(checkpoint["rsfm_model_config"])
-        self.band_stats = checkpoint.get("rsfm_band_stats", self.band_stats)
 
     # ------------------------------------------------------------------ forward
     def semantic(self, batch: dict[str, Any]) -> torch.Tensor | None:

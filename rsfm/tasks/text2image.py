@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from rsfm.models.registry import create_model, model_config
+from rsfm.models.registry import create_model
 from rsfm.tasks.base import BaseTask
 from rsfm.tasks.ema import EMAMixin
 
@@ -32,15 +32,17 @@ class Text2ImageTask(EMAMixin, BaseTask):
         min_snr_gamma: Min-SNR-gamma loss weighting (None: plain MSE).
         ema_decay: EMA decay (None: no EMA).
         ema_warmup: Ramp the EMA decay up over the first steps.
-        optimizer: timm optimiser name.
-        lr: Absolute learning rate (None: ``base_lr * effective_batch / 256``).
-        base_lr: Base learning rate of the scaling rule.
-        weight_decay: Decoupled weight decay.
-        betas: Adam betas.
-        warmup_epochs: Linear warm-up length in epochs.
-        min_lr: Final learning rate of the cosine decay.
-        scheduler: ``cosine`` or ``constant``.
+        lr: Absolute learning rate (this task's default: 1e-4).
+        base_lr: Base learning rate of the scaling rule (this task's default: 1e-4).
+        weight_decay: Decoupled weight decay (this task's default: 0.01).
+        warmup_epochs: Linear warm-up length in epochs (this task's default: none).
+        scheduler: ``cosine`` or ``constant`` (this task's default).
+        **kwargs: Further :class:`~rsfm.tasks.base.BaseTask` (optimiser) arguments.
     """
+
+    task_kind = "text-to-image"
+    output_kind = "image"
+    classes_from_data = False  # caption labels are no output classes
 
     def __init__(
         self,
@@ -51,28 +53,29 @@ class Text2ImageTask(EMAMixin, BaseTask):
         min_snr_gamma: float | None = 5.0,
         ema_decay: float | None = 0.9999,
         ema_warmup: bool = True,
-        optimizer: str = "adamw",
         lr: float | None = 1e-4,
         base_lr: float = 1e-4,
         weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
         warmup_epochs: float = 0.0,
-        min_lr: float = 0.0,
         scheduler: str = "constant",
+        **kwargs: Any,
     ) -> None:
         super().__init__(
-            optimizer, lr, base_lr, weight_decay, betas, warmup_epochs, min_lr, scheduler
+            lr=lr,
+            base_lr=base_lr,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            scheduler=scheduler,
+            **kwargs,
         )
         for name, value in (("text_drop", text_drop), ("gsd_drop", gsd_drop)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        self.save_hyperparameters()
         import rsfm.models.text2earth  # noqa: F401  (registers the text2earth variants)
 
         self.model = create_model(model, **(model_args or {}))
         self.text_drop, self.gsd_drop, self.min_snr_gamma = text_drop, gsd_drop, min_snr_gamma
         self.init_ema(ema_decay, ema_warmup)
-        self.band_stats: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ steps
     def _loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Any:
@@ -119,16 +122,3 @@ class Text2ImageTask(EMAMixin, BaseTask):
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         images = self.model.generate(batch["caption"], batch.get("gsd"), generator=generator)
         return {"image": images, "caption": batch["caption"], "gsd": batch.get("gsd")}
-
-    # ------------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the rebuild recipe and the EMA weights (``ema_model.*`` in the state dict)."""
-        checkpoint["rsfm_model_config"] = model_config(self.model)
-        if self.band_stats is not None:
-            checkpoint["rsfm_band_stats"] = self.band_stats
-        self.save_ema(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Take the EMA weights out of the state dict (restored in :meth:`on_fit_start`)."""
-        self.load_ema(checkpoint)
-        self.band_stats = checkpoint.get("rsfm_band_stats")

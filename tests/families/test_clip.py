@@ -263,7 +263,7 @@ def test_lightning_checkpoint_converts_for_open_clip(tmp_path: Path) -> None:
     trainer.fit(task, train_dataloaders=loader, val_dataloaders=loader)
     ckpt = next(tmp_path.rglob("*.ckpt"))
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert saved["rsfm_task"]["open_clip_arch"] == "rsfm_clip_tiny"
+    assert saved["rsfm_task"]["extra"]["open_clip_arch"] == "rsfm_clip_tiny"
     weights = export_open_clip_checkpoint(ckpt, tmp_path / "oc")
     loaded, _, _ = open_clip.create_model_and_transforms("rsfm_clip_tiny", pretrained=str(weights))
     task.eval()

@@ -465,7 +465,8 @@ def test_cli_fit_then_hub_push_load_and_tile_one_modality(
     assert saved["global_step"] == 2 * (32 // 8)
     assert saved["rsfm_model_config"]["name"] == "colearn_tiny_s1s2"
     assert saved["rsfm_task"]["class_names"][0] == "water"
-    assert saved["rsfm_task"]["batch_keys"]["s1"]["image"] == "pair_image"
+    assert saved["rsfm_task"]["extra"]["batch_keys"]["s1"]["image"] == "pair_image"
+    assert saved["rsfm_task"]["task"] == "co-learning"
     assert len(saved["rsfm_band_stats"]["sentinel1_grd"]["mean"]) == 2
     metrics = (next(tmp_path.rglob("metrics.csv"))).read_text()
     for column in ("train/contrastive", "train/discriminative", "val/s1/accuracy", "val/s2/f1"):

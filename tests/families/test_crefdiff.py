@@ -241,6 +241,8 @@ def test_cli_fit_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     checkpoint = torch.load(path, weights_only=False)
     assert checkpoint["rsfm_model_config"]["name"] == "crefdiff_tiny"
     assert set(checkpoint["rsfm_band_stats"]) == {"lr", "reference"}
+    assert checkpoint["rsfm_task"]["task"] == "super-resolution"
+    assert checkpoint["rsfm_task"]["extra"]["scale"] == 4
     # EMA (ema_decay in the config): averaged weights beside the trained ones, never equal.
     state = checkpoint["state_dict"]
     ema = {k[len("ema_model.") :]: v for k, v in state.items() if k.startswith("ema_model.")}

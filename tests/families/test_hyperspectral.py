@@ -30,6 +30,7 @@ from rsfm.data.synthetic.hyperspectral import (
     render_plume_scene,
 )
 from rsfm.hub import load, push
+from rsfm.hub.checkpoint_keys import TaskFacts
 from rsfm.inference.engine import tile_raster
 from rsfm.models.hyperspectral import HyperSegFormer, WavelengthConv2d, standardize_pixels
 from rsfm.models.layers.spectral import UnknownWavelengthError
@@ -400,4 +401,6 @@ def test_config_twins_fit_from_the_cli(
     ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["rsfm_model_config"]["name"] == "hyperseg_tiny"
     assert ckpt["rsfm_task"]["class_names"] == ["background", "plume"]
+    tuned = TaskFacts.from_dict(ckpt["rsfm_task"]).stage("fine-tuning")
+    assert list(tuned.sensors) == list(ckpt["rsfm_band_stats"])  # the one sensor it was fed
     assert "val/f1" in next(tmp_path.rglob("metrics.csv")).read_text()

@@ -10,6 +10,7 @@ import torch
 
 from rsfm.data.datamodules.pretrain import GeoDataModule
 from rsfm.data.synthetic.config import SyntheticWorldConfig
+from rsfm.hub.checkpoint_keys import TaskFacts
 from rsfm.tasks.mae import MAEPretrainTask
 
 TINY_WORLD = SyntheticWorldConfig(seed=0, n_scenes=3, scene_size_m=960)
@@ -100,6 +101,11 @@ def test_checkpoint_carries_model_recipe_and_band_stats_and_resumes(tmp_path: Pa
     assert "sentinel2_l1c" in stats and "sentinel1_grd" in stats
     s2 = stats["sentinel2_l1c"]
     assert len(s2["mean"]) == 13 and all(v > 0 for v in s2["std"])
+    facts = TaskFacts.from_dict(ckpt["rsfm_task"])
+    assert (facts.task, facts.output) == ("masked-image-modeling", "embeddings")
+    assert facts.patch_size == 8 and facts.input_size == 32
+    assert [s.stage for s in facts.stages] == ["pretraining"]
+    assert set(facts.stage("pretraining").sensors) == set(stats)  # every sensor it was fed
     steps_after_one = ckpt["global_step"]
     assert steps_after_one > 0
 
