@@ -15,6 +15,7 @@ from rsfm.band_stats import BandStats
 from rsfm.hub.card import SCHEMA_VERSION, ModelCard, StageCard
 from rsfm.hub.card_body import parse_card, render_card
 from rsfm.hub.checkpoint_keys import BAND_STATS, MODEL_CONFIG, TASK, TaskFacts, TrainingStage
+from rsfm.hub.commands import hub_main
 from rsfm.hub.entry import sha256_file
 from rsfm.models.registry import create_model, model_config
 from rsfm.sensors import get_sensor
@@ -224,3 +225,19 @@ def test_bare_models_get_the_task_of_their_architecture(tmp_path: Path) -> None:
     hub.push(create_model("smarties_tiny"), "mae", "1.0", tmp_path)
     card = hub.load_card("mae", tmp_path)
     assert (card.task, card.output) == ("masked-image-modeling", "embeddings")
+
+
+def test_hub_show_prints_task_classes_and_stages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = _checkpoint(tmp_path / "seg.ckpt", _seg_model(), _facts().to_dict())
+    hub.push_checkpoint(ckpt, "seg", "1.0", tmp_path / "hub")
+    capsys.readouterr()
+    assert hub_main(["show", "seg", "--hub", str(tmp_path / "hub")]) == 0
+    out = capsys.readouterr().out
+    assert "task segmentation   output classes" in out
+    assert f"classes   {', '.join(CLASSES)}" in out
+    assert "stage     pretraining: naip, sentinel2_l1c" in out
+    assert "stage     fine-tuning: sentinel2_l1c" in out
+    assert hub_main(["show", "seg", "--hub", str(tmp_path / "hub"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pipeline_tag"] == "image-segmentation"
