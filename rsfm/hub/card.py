@@ -23,7 +23,6 @@ nothing else digs into the front-matter dict.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -576,15 +575,6 @@ def facts_fields(facts: TaskFacts | None, component: str | None = None) -> dict[
             extra=facts.extra or None,
         )
     return {k: v for k, v in lifted.items() if v is not None}
-
-
-def fmt(value: Any) -> str:
-    """A number or value as the card body prints it."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    return str(value)
 
 
 __all__ = [

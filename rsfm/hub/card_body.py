@@ -8,12 +8,23 @@ normalisation, how to load, intended use, metrics and training settings.
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 from huggingface_hub import ModelCard as HFModelCard
 from huggingface_hub import ModelCardData
 
-from rsfm.hub.card import ModelCard, SensorBands, StageCard, fmt
+from rsfm.hub.card import ModelCard, SensorBands, StageCard
 from rsfm.hub.entry import HubError
+
+
+def fmt(value: Any) -> str:
+    """A number or value as the card body prints it."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return str(value)
 
 
 def _model_lines(card: ModelCard) -> list[str]:
