@@ -157,7 +157,7 @@ def tile_main(argv: list[str]) -> int:
 
     model = load(args.model, hub=args.hub, device=args.device)
     card = getattr(model, "rsfm_card", None)  # a typed rsfm.hub.card.ModelCard
-    if args.kind == "auto" and card is not None and card.output in TILE_HOOKS:
+    if card is not None and card.output in TILE_HOOKS:  # e.g. an SQA model's quality map
         return _run_hook(TILE_HOOKS[card.output], model, args)
     kind = default_output(model, card) if args.kind == "auto" else args.kind
     if kind not in TILE_OUTPUTS:
