@@ -21,6 +21,7 @@ from rsfm.models.registry import (
     model_config,
     model_from_config,
     register_model,
+    register_to_config,
 )
 from rsfm.models.smarties import SmartiesEncoder, SmartiesMAE, sincos_pos_embed_2d
 
@@ -40,6 +41,7 @@ __all__ = [
     "patchify",
     "range_index",
     "register_model",
+    "register_to_config",
     "sincos_pos_embed_2d",
     "unpatchify",
 ]

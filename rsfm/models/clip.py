@@ -34,7 +34,7 @@ from open_clip.transform import PreprocessCfg
 from safetensors.torch import save_file
 from torch import nn
 
-from rsfm.models.registry import create_model, register_model
+from rsfm.models.registry import create_model, register_model, register_to_config
 from rsfm.models.smarties import SmartiesEncoder, SmartiesMAE
 
 # Red, green, blue centre wavelengths of the registry's "rgb" sensor, in open_clip's channel order.
@@ -238,6 +238,7 @@ class RSCLIP(nn.Module):
             ``init_args``: the weights travel with saved entries).
     """
 
+    @register_to_config(ignore=("pretrained",))
     def __init__(
         self,
         arch: str | Mapping[str, Any] = "rsfm_clip_tiny",
@@ -266,16 +267,7 @@ class RSCLIP(nn.Module):
         if spectral is not None:
             self.clip.visual = SpectralImageTower(config["embed_dim"], **spectral)
         self.open_clip_config = config
-        self.init_args: dict[str, Any] = {
-            "arch": arch if isinstance(arch, str) else copy.deepcopy(dict(arch)),
-            "spectral_tower": spectral,
-            "class_names": list(class_names) if class_names is not None else None,
-            "templates": list(templates),
-            "init_logit_scale": init_logit_scale,
-            "init_logit_bias": init_logit_bias,
-            "rgb_mean": list(rgb_mean) if rgb_mean is not None else None,
-            "rgb_std": list(rgb_std) if rgb_std is not None else None,
-        }
+        self.init_args["spectral_tower"] = spectral  # normalised: an encoder name -> its args
         mean = torch.tensor(rgb_mean if rgb_mean is not None else (0.0,) * 3)
         std = torch.tensor(rgb_std if rgb_std is not None else (1.0,) * 3)
         self.register_buffer("rgb_mean", mean.float().reshape(1, 3, 1, 1), persistent=False)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsfm.models.registry import create_model, register_model
+from rsfm.models.registry import create_model, register_model, register_to_config
 from rsfm.models.smarties import SmartiesEncoder
 from rsfm.sensors import get_sensor
 
@@ -54,6 +54,7 @@ class TempCNNEncoder(nn.Module):
         dropout: Dropout probability.
     """
 
+    @register_to_config
     def __init__(
         self,
         in_channels: int = 2,
@@ -65,15 +66,6 @@ class TempCNNEncoder(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        self.init_args: dict[str, Any] = {
-            "in_channels": in_channels,
-            "seq_len": seq_len,
-            "embed_dim": embed_dim,
-            "hidden": hidden,
-            "depth": depth,
-            "kernel_size": kernel_size,
-            "dropout": dropout,
-        }
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(depth):
@@ -170,6 +162,7 @@ class CoLearningModel(nn.Module):
             (MDiCo). Every modality must then name the same encoder, args and pooling.
     """
 
+    @register_to_config
     def __init__(
         self,
         modalities: Mapping[str, Mapping[str, Any]],
@@ -223,13 +216,6 @@ class CoLearningModel(nn.Module):
         self.num_outputs = num_outputs
         self.split_specific = split_specific
         self.sensors = {n: s.get("sensor") for n, s in modalities.items()}
-        self.init_args: dict[str, Any] = {
-            "modalities": {n: dict(s) for n, s in modalities.items()},
-            "num_outputs": num_outputs,
-            "split_specific": split_specific,
-            "dropout": dropout,
-            "one_shared_encoder": one_shared_encoder,
-        }
 
     # ------------------------------------------------------------------ representations
     def encode(self, inputs: ModalityInputs) -> dict[str, dict[str, torch.Tensor]]:

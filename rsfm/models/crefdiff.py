@@ -45,7 +45,7 @@ from rsfm.models.layers.reference_branches import (
     WindowCrossAttention,
     _groups,
 )
-from rsfm.models.registry import register_model
+from rsfm.models.registry import register_model, register_to_config
 
 Strength = float | torch.Tensor | None
 PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
@@ -76,6 +76,7 @@ class CRefDiffModel(nn.Module):
         only_cross_attention: UNet transformer blocks without self-attention (cheap on CPU).
     """
 
+    @register_to_config
     def __init__(
         self,
         in_channels: int = 3,
@@ -101,15 +102,8 @@ class CRefDiffModel(nn.Module):
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}")
         channels = tuple(int(c) for c in block_out_channels)
         ref_channels = int(ref_channels or in_channels)
-        self.init_args: dict[str, Any] = {
-            "in_channels": in_channels, "ref_channels": ref_channels, "scale": scale,
-            "block_out_channels": list(channels), "layers_per_block": layers_per_block,
-            "cross_attention_dim": cross_attention_dim, "attention_head_dim": attention_head_dim,
-            "num_query_tokens": num_query_tokens, "window_size": window_size, "halo": halo,
-            "use_local": use_local, "use_global": use_global, "prediction_type": prediction_type,
-            "num_train_timesteps": num_train_timesteps, "beta_schedule": beta_schedule,
-            "residual_scale": residual_scale, "only_cross_attention": only_cross_attention,
-        }  # fmt: skip
+        # normalised: None -> the input's channels, plain ints per level
+        self.init_args.update(ref_channels=ref_channels, block_out_channels=list(channels))
         self.in_channels, self.ref_channels, self.scale = in_channels, ref_channels, scale
         self.use_local, self.use_global = use_local, use_global
         self.prediction_type, self.residual_scale = prediction_type, residual_scale

@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from rsfm.models.layers.heads import LinearHead, PooledHead, UPerNetHead
 from rsfm.models.layers.lora import apply_lora, lora_layers, mark_only_lora_trainable, merge_lora
-from rsfm.models.registry import create_model, register_model
+from rsfm.models.registry import create_model, register_model, register_to_config
 from rsfm.models.smarties import SmartiesEncoder
 
 HEADS = ("linear", "upernet", "pooled")
@@ -80,6 +80,7 @@ class FineTuneModel(nn.Module):
             (``rank``, ``alpha``, ``target``, ``dropout``); None for no adapters.
     """
 
+    @register_to_config
     def __init__(
         self,
         backbone: str = "smarties_tiny",
@@ -122,16 +123,9 @@ class FineTuneModel(nn.Module):
         self.num_outputs = num_outputs
         self.pool = pool
         self.mode = "full"
-        self.init_args: dict[str, Any] = {
-            "backbone": backbone,
-            "backbone_args": dict(backbone_args or {}),
-            "head": head,
-            "num_outputs": num_outputs,
-            "head_args": dict(head_args),
-            "feature_blocks": blocks,
-            "pool": pool,
-            "lora": dict(lora) if lora else None,
-        }
+        record = self.init_args  # normalised: None -> {}, the resolved blocks and head args
+        record.update(head_args=dict(head_args), feature_blocks=blocks)
+        record.update(backbone_args=record["backbone_args"] or {}, lora=record["lora"] or None)
 
     @property
     def dense(self) -> bool:

@@ -35,7 +35,7 @@ from torch import nn
 
 from rsfm.models.finetune import FineTuneModel
 from rsfm.models.layers.spectral import UnknownWavelengthError
-from rsfm.models.registry import register_model
+from rsfm.models.registry import register_model, register_to_config
 
 SPECTRAL_RANGE_NM = (350.0, 2600.0)
 
@@ -196,6 +196,7 @@ class HyperSegFormer(nn.Module):
             :func:`standardize_pixels`) through its own mixing (hyper variants only).
     """
 
+    @register_to_config
     def __init__(
         self,
         num_outputs: int = 2,
@@ -207,15 +208,6 @@ class HyperSegFormer(nn.Module):
         shape_channels: bool = True,
     ) -> None:
         super().__init__()
-        self.init_args: dict[str, Any] = {
-            "num_outputs": num_outputs,
-            "encoder": encoder,
-            "hyper": hyper,
-            "mixing_channels": mixing_channels,
-            "decoder_channels": decoder_channels,
-            "spectral_step_nm": spectral_step_nm,
-            "shape_channels": shape_channels,
-        }
         self.num_outputs = num_outputs
         self.hyper = hyper
         stem_channels = mixing_channels if hyper else 3
@@ -280,6 +272,7 @@ class HyperEfficientViT(nn.Module):
         shape_channels: Also mix each pixel's standardised spectrum (:func:`standardize_pixels`).
     """
 
+    @register_to_config
     def __init__(
         self,
         num_outputs: int = 2,
@@ -290,14 +283,6 @@ class HyperEfficientViT(nn.Module):
         shape_channels: bool = True,
     ) -> None:
         super().__init__()
-        self.init_args: dict[str, Any] = {
-            "num_outputs": num_outputs,
-            "backbone": backbone,
-            "mixing_channels": mixing_channels,
-            "decoder_channels": decoder_channels,
-            "spectral_step_nm": spectral_step_nm,
-            "shape_channels": shape_channels,
-        }
         self.num_outputs = num_outputs
         self.spectral = SpectralMixing(mixing_channels, spectral_step_nm, shape_channels)
         self.backbone = timm.create_model(

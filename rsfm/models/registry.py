@@ -5,9 +5,28 @@ A model is registered in exactly one place, by decorating its factory::
     @register_model
     def smarties_tiny(**overrides) -> SmartiesMAE: ...
 
-Every registered model class stores its constructor arguments in ``self.init_args``
+Every registered model class records its constructor arguments in ``self.init_args``
 (JSON-serialisable), so :func:`model_config` can write a config that :func:`model_from_config`
-turns back into the identical architecture.
+turns back into the identical architecture. The arguments are written once, in the signature:
+:func:`register_to_config` (diffusers' decorator of that name) wraps ``__init__`` and records
+them itself::
+
+    class SmartiesEncoder(nn.Module):
+        @register_to_config
+        def __init__(self, img_size: int = 224, ranges: Sequence | None = None) -> None:
+            super().__init__()
+            ...
+            self.init_args["ranges"] = resolved_table  # a normalised value, where one is needed
+
+The call's arguments are bound to the signature with the defaults applied, made JSON-ready
+(tuples become lists, mappings plain dicts, recursively) and set as ``self.init_args`` *before*
+the body runs, so ``__init__`` may read them; the body overwrites the few entries it
+normalises (a default None resolved to the concrete table, a module replaced by its name), so
+a config rebuilds the same model even when a default changes later. ``ignore=`` leaves
+arguments out (weights paths travel with the weights, not the config). A decorated subclass
+records its own signature: the outermost decorated ``__init__`` records, the base classes'
+decorators then stand aside (a subclass that overrides ``__init__`` without the decorator
+keeps its nearest decorated base's record, so it should decorate its own).
 """
 
 from __future__ import annotations
@@ -16,13 +35,15 @@ import difflib
 import fnmatch
 import functools
 import importlib
+import inspect
 import pkgutil
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, overload
 
 from torch import nn
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
+InitT = TypeVar("InitT", bound=Callable[..., None])
 
 _MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -50,6 +71,97 @@ def register_model(factory: Callable[..., ModelT]) -> Callable[..., ModelT]:
 
     _MODEL_FACTORIES[name] = build
     return build
+
+
+# Set on an instance while a decorated __init__ records it, so the decorators of base classes
+# (called through super().__init__) leave the subclass's record alone.
+_RECORDING = "_rsfm_recording_init_args"
+
+
+def _json_ready(value: Any) -> Any:
+    """A copy of ``value`` with tuples and lists as lists and mappings as dicts (recursively).
+
+    Other values (numbers, strings, None, or objects the model replaces itself) pass unchanged.
+    """
+    if isinstance(value, Mapping):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+@overload
+def register_to_config(init: InitT, *, ignore: Iterable[str] = ()) -> InitT: ...
+
+
+@overload
+def register_to_config(
+    init: None = None, *, ignore: Iterable[str] = ()
+) -> Callable[[InitT], InitT]: ...
+
+
+def register_to_config(
+    init: InitT | None = None, *, ignore: Iterable[str] = ()
+) -> InitT | Callable[[InitT], InitT]:
+    """Decorate a model's ``__init__`` so it records its arguments in ``self.init_args``.
+
+    Use bare (``@register_to_config``) or with options (``@register_to_config(ignore=...)``).
+    Every call binds its arguments to the signature (``inspect.signature(init).bind`` with
+    ``apply_defaults``), so defaults are recorded too; ``**kwargs`` entries are recorded under
+    their own names. The JSON-ready copy is set before the body runs, so the body may read it
+    and overwrite the entries it normalises.
+
+    Args:
+        init: The ``__init__`` to wrap (given when used bare).
+        ignore: Argument names left out of the record.
+
+    Returns:
+        The wrapped ``__init__`` (or, with options only, the decorator).
+
+    Raises:
+        TypeError: At decoration, for a ``*args`` parameter (not expressible as a config) or an
+            ``ignore`` name the signature does not have; at a call, for arguments that do not
+            bind (the message names the class).
+    """
+    ignored = frozenset(ignore)
+
+    def decorate(init: InitT) -> InitT:
+        signature = inspect.signature(init)
+        parameters = list(signature.parameters.values())[1:]  # without self
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+            raise TypeError(f"{init.__qualname__}: *args cannot be recorded in a config")
+        unknown = ignored - {p.name for p in parameters}
+        if unknown:
+            raise TypeError(f"{init.__qualname__}: ignore names no arguments {sorted(unknown)}")
+
+        @functools.wraps(init)
+        def recording_init(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+            if self.__dict__.get(_RECORDING):  # a subclass's decorator is recording
+                init(self, *args, **kwargs)
+                return
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{type(self).__name__}: {error}") from None
+            bound.apply_defaults()
+            recorded: dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    items = value.items()
+                else:
+                    items = [(name, value)]
+                recorded.update((k, _json_ready(v)) for k, v in items if k not in ignored)
+            # object.__setattr__: a plain attribute, valid before nn.Module.__init__ has run
+            object.__setattr__(self, "init_args", recorded)
+            object.__setattr__(self, _RECORDING, True)
+            try:
+                init(self, *args, **kwargs)
+            finally:
+                self.__dict__.pop(_RECORDING, None)
+
+        return recording_init  # type: ignore[return-value]
+
+    return decorate if init is None else decorate(init)
 
 
 def import_families() -> None:

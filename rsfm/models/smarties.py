@@ -29,7 +29,7 @@ from rsfm.models.layers.spectral import (
     band_ranges_for_batch,
     patchify,
 )
-from rsfm.models.registry import register_model
+from rsfm.models.registry import register_model, register_to_config
 
 _norm_layer = functools.partial(nn.LayerNorm, eps=1e-6)
 
@@ -113,6 +113,7 @@ class SmartiesEncoder(nn.Module):
         drop_path_rate: Stochastic depth, linearly increasing over blocks (for fine-tuning).
     """
 
+    @register_to_config
     def __init__(
         self,
         img_size: int = 224,
@@ -127,17 +128,7 @@ class SmartiesEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.patch_embed = SpectralPatchEmbed(patch_size, embed_dim, ranges, projection_scale)
-        self.init_args: dict[str, Any] = {
-            "img_size": img_size,
-            "patch_size": patch_size,
-            "embed_dim": embed_dim,
-            "depth": depth,
-            "num_heads": num_heads,
-            "mlp_ratio": mlp_ratio,
-            "projection_scale": projection_scale,
-            "ranges": _ranges_arg(self.patch_embed.ranges),
-            "drop_path_rate": drop_path_rate,
-        }
+        self.init_args["ranges"] = _ranges_arg(self.patch_embed.ranges)  # None -> the table
         self.img_size = img_size
         self.patch_size = patch_size
         self.embed_dim = embed_dim
@@ -230,6 +221,7 @@ class SmartiesMAE(nn.Module):
         ranges: Spectral range table rows; None = default table.
     """
 
+    @register_to_config
     def __init__(
         self,
         img_size: int = 224,
@@ -256,22 +248,7 @@ class SmartiesMAE(nn.Module):
             img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, projection_scale, ranges
         )
         ranges_table = self.encoder.patch_embed.ranges
-        self.init_args: dict[str, Any] = {
-            "img_size": img_size,
-            "patch_size": patch_size,
-            "embed_dim": embed_dim,
-            "depth": depth,
-            "num_heads": num_heads,
-            "decoder_embed_dim": decoder_embed_dim,
-            "decoder_depth": decoder_depth,
-            "decoder_num_heads": decoder_num_heads,
-            "mlp_ratio": mlp_ratio,
-            "mask_ratio": mask_ratio,
-            "norm_pix_loss": norm_pix_loss,
-            "mixup_ratio": mixup_ratio,
-            "projection_scale": projection_scale,
-            "ranges": _ranges_arg(ranges_table),
-        }
+        self.init_args["ranges"] = _ranges_arg(ranges_table)  # None -> the resolved table
         self.patch_size = patch_size
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss

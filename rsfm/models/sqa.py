@@ -29,7 +29,12 @@ from timm.layers import Mlp
 from torch import nn
 
 from rsfm.band_stats import BandStats
-from rsfm.models.registry import create_model, list_models, register_model
+from rsfm.models.registry import (
+    create_model,
+    list_models,
+    register_model,
+    register_to_config,
+)
 from rsfm.models.smarties import SmartiesEncoder
 from rsfm.sensors import get_sensor
 
@@ -286,6 +291,7 @@ class SQAModel(nn.Module):
         use_semantic: False builds the baseline that sees segmenter features only.
     """
 
+    @register_to_config
     def __init__(
         self,
         segmenter_dim: int = 16,
@@ -322,17 +328,9 @@ class SQAModel(nn.Module):
         unknown = [k for k in self.feature_keys if k not in FEATURE_KEYS]
         if unknown or not self.feature_keys:
             raise ValueError(f"feature_keys must be a non-empty subset of {FEATURE_KEYS}")
-        self.init_args: dict[str, Any] = {
-            "segmenter_dim": segmenter_dim,
-            "feature_keys": list(feature_keys),
-            "semantic_encoder": name,
-            "semantic_args": dict(semantic_args or {}),
-            "semantic_dim": semantic_dim,
-            "semantic_pool": semantic_pool,
-            "hidden_dim": hidden_dim,
-            "dropout": dropout,
-            "use_semantic": use_semantic,
-        }
+        # normalised: the resolved encoder name (a module: "custom:<class>"), None args -> {}
+        record = self.init_args
+        record.update(semantic_encoder=name, semantic_args=record["semantic_args"] or {})
 
     def train(self, mode: bool = True) -> SQAModel:
         """Like ``nn.Module.train``; the frozen semantic encoder always stays in eval mode."""

@@ -45,7 +45,7 @@ from rsfm.models.layers.diffusion import (
     sampling_scheduler,
     training_target,
 )
-from rsfm.models.registry import register_model
+from rsfm.models.registry import register_model, register_to_config
 
 TINY_UNET = {
     "block_out_channels": [32, 64],
@@ -120,6 +120,7 @@ class Text2Earth(nn.Module):
         beta_schedule: diffusers beta schedule name.
     """
 
+    @register_to_config
     def __init__(
         self,
         image_channels: int = 4,
@@ -138,24 +139,11 @@ class Text2Earth(nn.Module):
         beta_schedule: str = "scaled_linear",
     ) -> None:
         super().__init__()
-        self.init_args = {
-            "image_channels": image_channels,
-            "image_size": image_size,
-            "latent": latent,
-            "vae": dict(vae or {}),
-            "unet": dict(unet or {}),
-            "text": dict(text or {}),
-            "text_trainable": text_trainable,
-            "resolution_dim": resolution_dim,
-            "pixel_mean": None if pixel_mean is None else [float(v) for v in pixel_mean],
-            "pixel_std": None if pixel_std is None else [float(v) for v in pixel_std],
-            "band_wavelengths": (
-                None if band_wavelengths is None else [float(v) for v in band_wavelengths]
-            ),
-            "prediction_type": prediction_type,
-            "num_train_timesteps": num_train_timesteps,
-            "beta_schedule": beta_schedule,
-        }
+        record = self.init_args  # normalised: None -> {} for the sub-configs, floats per band
+        for name in ("vae", "unet", "text"):
+            record[name] = record[name] or {}
+        for name in ("pixel_mean", "pixel_std", "band_wavelengths"):
+            record[name] = None if record[name] is None else [float(v) for v in record[name]]
         for name, values in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std)):
             if values is not None and len(values) != image_channels:
                 raise ValueError(f"{name} has {len(values)} values for {image_channels} bands")
