@@ -88,8 +88,9 @@ def test_print_config_and_unknown_key(tmp_path: Path) -> None:
 
 
 def test_short_class_names_resolve_for_core_classes_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("sys.argv", ["rsfm"])  # LightningCLI warns about pytest's own argv
     config = yaml.safe_load(TINY.read_text())
     config["model"]["class_path"] = "MAEPretrainTask"  # a core class (rsfm.cli.CORE_MODULES)
     short = tmp_path / "short.yaml"
