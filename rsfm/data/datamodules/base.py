@@ -14,11 +14,17 @@ The one band-statistics contract with the tasks (no duck typing):
 - :meth:`BaseDataModule.data_facts`: what the model is fed (sensors and band names, bad bands,
   class names, window size, dataset provenance), as plain data: the task turns it into the
   training stage of its checkpoint (``rsfm.hub.checkpoint_keys`` is above this floor).
+
+Helpers for raster datamodules: ``_cached_band_stats`` (compute once from training windows,
+cache), ``_feed`` (remember each dataset built, so imposed statistics reach it and
+``data_facts`` can name its sensor, bands and files).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +36,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsfm.band_stats import BandStats
 from rsfm.data.collate import collate_samples
+from rsfm.data.stats import compute_band_stats
+from rsfm.data.synthetic.world import default_cache_root
+
+log = logging.getLogger(__name__)
 
 HASH_FILE_LIMIT = 64 * 2**20  # provenance hashes files up to this size (bigger: name only)
 HASH_TOTAL_LIMIT = 512 * 2**20  # and stops hashing past this many bytes per dataset
@@ -126,6 +136,7 @@ class BaseDataModule(pl.LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
+        self._fed: list[tuple[str, Any]] = []  # (sensor key, raster dataset) built in setup
 
     # -- loaders ---------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool, **kwargs: Any) -> DataLoader:
@@ -190,8 +201,66 @@ class BaseDataModule(pl.LightningDataModule):
         self._apply_band_stats()
         return used
 
+    def _cached_band_stats(
+        self,
+        key: str,
+        train_files: list[Path],
+        bands: list[str] | None,
+        raw: Callable[[], Dataset],
+        folder: Path | None = None,
+    ) -> BandStats:
+        """Statistics of ``key``: known, cached, or computed from training windows and cached.
+
+        Args:
+            key: Sensor (or file stem) the statistics are stored under.
+            train_files: Training images (they key the cache entry).
+            bands: Band subset read (it keys the cache entry too).
+            raw: Builds the un-normalised dataset the statistics are computed on.
+            folder: Store ``band_stats_<key>.json`` here (the synthetic world, shared by every
+                datamodule); None: a cache entry keyed by the files, never in users' folders.
+        """
+        if key in self.band_stats:
+            return self.band_stats[key]
+        if folder is not None:
+            path = folder / f"band_stats_{key}.json"
+        else:
+            files = json.dumps([[str(f.resolve()) for f in train_files], bands])
+            digest = hashlib.sha256(files.encode()).hexdigest()[:16]
+            path = default_cache_root().parent / "band_stats" / f"{key}-{digest}.json"
+        if path.exists():
+            stats = BandStats.load(path)
+        else:  # reproducible: seeded, whatever ran before
+            stats = compute_band_stats(
+                raw(), n_samples=self.stats_samples, patch_size=self.patch_size, seed=self.seed
+            )
+            try:
+                stats.save(path)
+            except OSError as err:  # read-only location: keep the statistics in memory
+                log.warning("could not save band statistics to %s: %s", path, err)
+        self.band_stats[key] = stats
+        return stats
+
+    def _feed(self, key: str, dataset: Any) -> Any:
+        """Remember a raster dataset built for the model (``key``: its statistics' sensor)."""
+        self._fed.append((key, dataset))
+        return dataset
+
     def _apply_band_stats(self) -> None:
-        """Hand :attr:`band_stats` to datasets already built (override where they hold them)."""
+        """Normalise every dataset of :meth:`_feed` with the (imposed) statistics of its sensor."""
+        if getattr(self, "normalize", True):
+            for key, dataset in self._fed:
+                dataset.normalization = self.band_stats.get(key, dataset.normalization)
+
+    def _raster_facts(self, name: str, root: str | os.PathLike[str] | None = None) -> DataFacts:
+        """Facts of the datasets of :meth:`_feed`: their sensors, bands and files (and labels)."""
+        keys = {id(d): k for k, d in self._fed}
+        files = [f for _, d in self._fed for f in (*d._files, *d.label_files)]
+        return DataFacts(
+            sensors=sensor_facts((d for _, d in self._fed), lambda d: keys[id(d)]),
+            class_names=_class_names(self),
+            input_size=getattr(self, "patch_size", None),
+            datasets=[dataset_record(name, files, root)] if files else [],
+        )
 
     def data_facts(self) -> DataFacts:
         """What the model is fed (after ``setup``).

@@ -245,7 +245,7 @@ class HyperspectralDataModule(LabelledGeoDataModule):
                 )
                 self.bad_bands = [b for b in every.band_names if b not in kept]
         self._compute_stats(train_images)
-        self._datasets = []
+        self._datasets, self._fed = [], []
         parts = self._windows(train_images, train_labels, train=True)
         weights = []
         pool = max(1, self.candidate_windows // len(parts))

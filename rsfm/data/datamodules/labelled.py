@@ -22,7 +22,6 @@ The label rules, target rasters and labelled-window dataset live in :mod:`rsfm.d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -37,8 +36,6 @@ from rsfm.data.datamodules.base import (
     BaseDataModule,
     DataFacts,
     as_band_stats,
-    dataset_record,
-    sensor_facts,
 )
 from rsfm.data.datamodules.pretrain import expand_paths, files_by_crs, split_files
 from rsfm.data.labels import (
@@ -53,9 +50,8 @@ from rsfm.data.labels import (
 )
 from rsfm.data.labels import file_labels as _file_labels
 from rsfm.data.raster import SensorRasterDataset
-from rsfm.data.stats import compute_band_stats
 from rsfm.data.synthetic.config import SyntheticWorldConfig
-from rsfm.data.synthetic.world import default_cache_root, ensure_synthetic_world, scene_files
+from rsfm.data.synthetic.world import ensure_synthetic_world, scene_files
 from rsfm.data.windows import GridWindows, RandomWindows
 
 log = logging.getLogger(__name__)
@@ -199,33 +195,21 @@ class LabelledGeoDataModule(BaseDataModule):
         return self.sensor or Path(expand_paths(self.images)[0]).stem
 
     def _compute_stats(self, train_files: list[Path]) -> None:
-        key = self.stats_key
-        if not self.normalize or key in self.band_stats:
+        if not self.normalize:
             return
-        if self.data_root is not None:  # the synthetic world: shared with GeoDataModule
-            path = self.data_root / f"band_stats_{key}.json"
-        else:  # never write into users' data folders: a cache entry keyed by the files
-            files = json.dumps([[str(f.resolve()) for f in train_files], self.bands])
-            digest = hashlib.sha256(files.encode()).hexdigest()[:16]
-            path = default_cache_root().parent / "band_stats" / f"{key}-{digest}.json"
-        if path.exists():
-            self.band_stats[key] = BandStats.load(path)
-            return
-        raw = SensorRasterDataset(
-            [str(f) for f in files_by_crs(train_files)[0]],
-            sensor=self.sensor,
-            bands=self.bands,
-            skip_empty=True,
-            nonfinite=self.nonfinite,
+        self._cached_band_stats(
+            self.stats_key,
+            train_files,
+            self.bands,
+            lambda: SensorRasterDataset(
+                [str(f) for f in files_by_crs(train_files)[0]],
+                sensor=self.sensor,
+                bands=self.bands,
+                skip_empty=True,
+                nonfinite=self.nonfinite,
+            ),  # fmt: skip
+            folder=self.data_root,  # the synthetic world: shared with GeoDataModule
         )
-        stats = compute_band_stats(
-            raw, n_samples=self.stats_samples, patch_size=self.patch_size, seed=self.seed
-        )
-        try:
-            stats.save(path)
-        except OSError as err:  # read-only data directory: keep the statistics in memory
-            log.warning("could not save band statistics to %s: %s", path, err)
-        self.band_stats[key] = stats
 
     def _windows(
         self, images: list[Path], labels: list[Path], train: bool
@@ -245,7 +229,7 @@ class LabelledGeoDataModule(BaseDataModule):
                 nonfinite=self.nonfinite,
                 label_ignore_index=IGNORE_INDEX,
             )
-            self._datasets.append(dataset)
+            self._datasets.append(self._feed(self.stats_key, dataset))
             n = max(1, (self.samples_per_epoch if train else self.val_samples) // len(groups))
             windows: Dataset
             if train:
@@ -267,7 +251,7 @@ class LabelledGeoDataModule(BaseDataModule):
         """Build the training and validation windows (and statistics on first use)."""
         train_images, train_labels, val_images, val_labels = self._sources()
         self._compute_stats(train_images)
-        self._datasets = []
+        self._datasets, self._fed = [], []
         self.train_dataset = ConcatDataset(self._windows(train_images, train_labels, train=True))
         self.val_dataset = ConcatDataset(self._windows(val_images, val_labels, train=False))
 
@@ -302,14 +286,10 @@ class LabelledGeoDataModule(BaseDataModule):
 
     def data_facts(self) -> DataFacts:
         """The sensor and bands fed, the classes, and the image and label files read."""
-        files = [f for d in self._datasets for f in (*d._files, *d.label_files)]
         name = "rsfm-synthetic-world" if self.data_root is not None else "geotiff"
-        return DataFacts(
-            sensors=sensor_facts(self._datasets, lambda d: self.stats_key),
-            class_names=list(self.class_names) if self.task != "regression" else None,
-            input_size=self.patch_size,
-            datasets=[dataset_record(f"{name}:{self.task}", files, self.data_root)],
-        )
+        facts = self._raster_facts(f"{name}:{self.task}", self.data_root)
+        facts.class_names = list(self.class_names) if self.task != "regression" else None
+        return facts
 
 
 def _same_crs(labels: list[Path], image: Path) -> list[str]:

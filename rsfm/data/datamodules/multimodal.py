@@ -24,7 +24,6 @@ Sentinel-1 (``s1``) of every scene, its 10 m land-cover labels, the last scene(s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from rsfm.band_stats import BandStats
-from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record, sensor_facts
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts
 from rsfm.data.datamodules.labelled import _same_crs
 from rsfm.data.datamodules.pretrain import expand_paths, files_by_crs, split_files
 from rsfm.data.labels import (
@@ -52,9 +51,8 @@ from rsfm.data.labels import (
 )
 from rsfm.data.paired import CoRegisteredPairDataset
 from rsfm.data.raster import SensorRasterDataset
-from rsfm.data.stats import compute_band_stats
 from rsfm.data.synthetic.config import SyntheticWorldConfig
-from rsfm.data.synthetic.world import default_cache_root, ensure_synthetic_world, scene_files
+from rsfm.data.synthetic.world import ensure_synthetic_world, scene_files
 from rsfm.data.windows import GridWindows, RandomWindows
 
 log = logging.getLogger(__name__)
@@ -286,7 +284,6 @@ class MultiModalDataModule(BaseDataModule):
         self.data_root: Path | None = None
         self._unlabelled: Dataset | None = None
         self._keys: dict[str, str] = {}  # modality -> sensor key of its statistics
-        self._fed: list[tuple[str, SensorRasterDataset]] = []  # (sensor key, dataset) built
 
     # -- sources -------------------------------------------------------------------------------
     @property
@@ -329,29 +326,13 @@ class MultiModalDataModule(BaseDataModule):
         self._keys[source.name] = key
         if not self.normalize:
             return None
-        if key not in self.band_stats:
-            if self.data_root is not None:  # the synthetic world: shared with other datamodules
-                path = self.data_root / f"band_stats_{key}.json"
-            else:  # never write into users' data folders: a cache entry keyed by the files
-                files = json.dumps([[str(f.resolve()) for f in train_files], source.bands])
-                digest = hashlib.sha256(files.encode()).hexdigest()[:16]
-                path = default_cache_root().parent / "band_stats" / f"{key}-{digest}.json"
-            if path.exists():
-                self.band_stats[key] = BandStats.load(path)
-            else:
-                raw = self._dataset(source, files_by_crs(train_files)[0], None, record=False)
-                stats = compute_band_stats(  # reproducible: seeded, whatever ran before
-                    raw,
-                    n_samples=self.stats_samples,
-                    patch_size=self.patch_size,
-                    seed=self.seed,
-                )
-                try:
-                    stats.save(path)
-                except OSError as err:  # read-only location: keep the statistics in memory
-                    log.warning("could not save band statistics to %s: %s", path, err)
-                self.band_stats[key] = stats
-        return self.band_stats[key]
+        return self._cached_band_stats(
+            key,
+            train_files,
+            source.bands,
+            lambda: self._dataset(source, files_by_crs(train_files)[0], None, record=False),
+            folder=self.data_root,  # the synthetic world: shared with other datamodules
+        )
 
     def _dataset(
         self,
@@ -371,9 +352,7 @@ class MultiModalDataModule(BaseDataModule):
             nonfinite="mask",
             label_ignore_index=IGNORE_INDEX,
         )
-        if record:
-            self._fed.append((self._keys.get(source.name, source.name), dataset))
-        return dataset
+        return self._feed(self._keys.get(source.name, source.name), dataset) if record else dataset
 
     def _label_rasters(self) -> bool:  # class-id rasters read as the samples' `mask`
         return self.task != "regression" and not (self.label_tag or self.label_table)
@@ -488,23 +467,12 @@ class MultiModalDataModule(BaseDataModule):
             collate_fn=self.collate_fn,
         )
 
-    def _apply_band_stats(self) -> None:
-        """Normalise every built dataset with the (imposed) statistics of its sensor."""
-        if self.normalize:
-            for key, dataset in self._fed:
-                dataset.normalization = self.band_stats.get(key, dataset.normalization)
-
     def data_facts(self) -> DataFacts:
         """Every modality's sensor and bands, the classes, and the files read."""
-        keys = {id(d): k for k, d in self._fed}
-        files = [f for _, d in self._fed for f in (*d._files, *d.label_files)]
         name = "rsfm-synthetic-world" if self.data_root is not None else "geotiff"
-        return DataFacts(
-            sensors=sensor_facts((d for _, d in self._fed), lambda d: keys[id(d)]),
-            class_names=list(self.class_names) if self.task != "regression" else None,
-            input_size=self.patch_size,
-            datasets=[dataset_record(f"{name}:{self.task}", files, self.data_root)],
-        )
+        facts = self._raster_facts(f"{name}:{self.task}", self.data_root)
+        facts.class_names = list(self.class_names) if self.task != "regression" else None
+        return facts
 
 
 def _as_source(value: ModalitySource | dict[str, Any]) -> ModalitySource:

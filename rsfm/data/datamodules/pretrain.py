@@ -14,12 +14,10 @@ import rasterio
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, Dataset
 
-from rsfm.band_stats import BandStats
-from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record, sensor_facts
+from rsfm.data.datamodules.base import BaseDataModule, DataFacts
 from rsfm.data.grid import find_rasters
 from rsfm.data.paired import CoRegisteredPairDataset
 from rsfm.data.raster import SensorRasterDataset
-from rsfm.data.stats import compute_band_stats
 from rsfm.data.synthetic.config import SyntheticWorldConfig
 from rsfm.data.synthetic.world import ensure_synthetic_world, scene_files
 from rsfm.data.windows import GridWindows, RandomWindows
@@ -151,7 +149,6 @@ class GeoDataModule(BaseDataModule):
         self.data_root: Path | None = None
         self._train: dict[str, Dataset] = {}
         self._val: dict[str, Dataset] = {}
-        self._fed: list[tuple[str, SensorRasterDataset]] = []  # (stats key, dataset) built
 
     # -- source resolution -------------------------------------------------------------------
     def _resolved_sources(self) -> tuple[list[RasterSource], list[PairSource]]:
@@ -186,32 +183,23 @@ class GeoDataModule(BaseDataModule):
             )
             for group in files_by_crs(files)
         ]
-        self._fed.extend((key, d) for d in datasets)
-        return datasets
+        return [self._feed(key, d) for d in datasets]
 
     def _stats_for(self, source: RasterSource, train_files: list[Path]) -> None:
-        key = source.sensor or train_files[0].stem
-        if not self.normalize or key in self.band_stats:
+        if not self.normalize:
             return
-        folder = self.data_root if self.data_root is not None else train_files[0].parent
-        path = folder / f"band_stats_{key}.json"
-        if path.exists():
-            self.band_stats[key] = BandStats.load(path)
-            return
-        raw = SensorRasterDataset(
-            [str(f) for f in files_by_crs(train_files)[0]],
-            sensor=source.sensor,
-            bands=source.bands,
-            skip_empty=True,
+        self._cached_band_stats(
+            source.sensor or train_files[0].stem,
+            train_files,
+            source.bands,
+            lambda: SensorRasterDataset(
+                [str(f) for f in files_by_crs(train_files)[0]],
+                sensor=source.sensor,
+                bands=source.bands,
+                skip_empty=True,
+            ),
+            folder=self.data_root if self.data_root is not None else train_files[0].parent,
         )
-        stats = compute_band_stats(
-            raw, n_samples=self.stats_samples, patch_size=self.patch_size, seed=self.seed
-        )
-        try:
-            stats.save(path)
-        except OSError as err:  # read-only data directory: keep the stats in memory only
-            log.warning("could not save band statistics to %s: %s", path, err)
-        self.band_stats[key] = stats
 
     def setup(self, stage: str | None = None) -> None:
         """Build the training/validation window datasets."""
@@ -298,27 +286,10 @@ class GeoDataModule(BaseDataModule):
         return self._loader(ConcatDataset(datasets), shuffle=False)
 
     # -- band statistics contract ------------------------------------------------------------
-    def _apply_band_stats(self) -> None:
-        """Normalise every built dataset with the (imposed) statistics of its sensor."""
-        if self.normalize:
-            for key, dataset in self._fed:
-                dataset.normalization = self.band_stats.get(key, dataset.normalization)
-
     def data_facts(self) -> DataFacts:
         """The sensors and bands of every source, with the files read (hashed when small)."""
-        keys = {id(d): k for k, d in self._fed}
-        files: dict[str, list[Path]] = defaultdict(list)
-        for key, dataset in self._fed:
-            files[key].extend(Path(f) for f in dataset._files)
         name = "rsfm-synthetic-world" if self.data_root is not None else "geotiff"
-        return DataFacts(
-            sensors=sensor_facts((d for _, d in self._fed), lambda d: keys[id(d)]),
-            input_size=self.patch_size,
-            datasets=[
-                dataset_record(f"{name}:{key}", paths, self.data_root)
-                for key, paths in files.items()
-            ],
-        )
+        return self._raster_facts(f"{name}:pretraining", self.data_root)
 
 
 def _concat(windows: list[RandomWindows], length: int) -> Dataset:
