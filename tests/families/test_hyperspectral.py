@@ -198,6 +198,10 @@ def test_datamodule_drops_bad_bands_and_oversamples_positive_windows() -> None:
     ]
     stats = datamodule.band_stats[datamodule.stats_key]
     assert len(stats.mean) == 96 - bad.sum() and stats.percentiles == (1.0, 99.0)
+    facts = datamodule.data_facts()  # what a task records as its stage: kept and dropped bands
+    assert facts.sensors == {datamodule.stats_key: datamodule.bands}
+    dropped = [b.name for b, f in zip(SYNTHETIC_HSI.bands, bad, strict=True) if f]
+    assert facts.bad_bands == {datamodule.stats_key: dropped}
     share = datamodule.positive_share
     assert 0.0 < share < 1.0
     sampler = datamodule.train_dataloader().sampler
