@@ -229,3 +229,17 @@ def test_base_task_setup_ignores_datamodules_outside_the_contract() -> None:
     task.setup("fit")  # no trainer: nothing to record
     assert task.data_facts is None and task.band_stats is None
     assert isinstance(task, BaseTask)
+
+
+def test_weights_from_the_hub_bring_their_pretraining_stage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """smarties-tiny@1.0.0 (a schema-1 card): its sensors become the pretraining stage."""
+    monkeypatch.setenv("RSFM_HUB", str(REPO / "checkpoints"))
+    task = SegmentationTask(
+        model="smarties_tiny_seg_linear", num_classes=7, weights="smarties-tiny"
+    )
+    (stage,) = task.task_facts().stages  # no data yet: no fine-tuning stage claimed
+    assert stage.stage == "pretraining"
+    assert set(stage.sensors) == {"sentinel2_l1c", "sentinel1_grd", "landsat8_sr", "naip"}
+    assert stage.sensors["sentinel1_grd"] == ["VV", "VH"]
