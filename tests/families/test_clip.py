@@ -469,6 +469,10 @@ def test_cli_fits_the_tiny_config_and_exports_for_open_clip(
     assert ckpt["rsfm_model_config"]["name"] == "clip_rs_tiny"
     stats = next(iter(ckpt["rsfm_band_stats"].values()))
     assert len(stats["mean"]) == 4  # B02, B03, B04, B08 of the captioned world
+    facts = ckpt["rsfm_task"]
+    assert (facts["task"], facts["output"]) == ("image-text-contrastive", "embeddings")
+    assert [s["stage"] for s in facts["stages"]] == ["pretraining"]
+    assert facts["stages"][0]["datasets"][0]["files"] == ["captions.jsonl"]
     metrics = next(tmp_path.rglob("metrics.csv")).read_text()
     assert "val/mean_recall" in metrics and "val/zero_shot_accuracy" in metrics
     weights = next(tmp_path.rglob("open_clip_model.safetensors"))

@@ -338,6 +338,9 @@ def test_cli_fits_the_sqa_config(sqa_root: Path, tmp_path: Path) -> None:
     ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["rsfm_model_config"]["init_args"]["segmenter_dim"] == 16
     assert ckpt["rsfm_band_stats"]["sentinel2_l1c"]["wavelengths"][0] == pytest.approx(442.7)
+    assert ckpt["rsfm_task"]["task"] == "segmentation-quality-assessment"
+    (stage,) = ckpt["rsfm_task"]["stages"]  # the images' sensor, from the dataset's statistics
+    assert stage["stage"] == "fine-tuning" and list(stage["sensors"]) == ["sentinel2_l1c"]
     restored = SQATask.load_from_checkpoint(next(tmp_path.rglob("last.ckpt")))
     assert isinstance(restored.model, SQAModel)
     metrics = next(tmp_path.rglob("metrics.csv")).read_text()

@@ -175,6 +175,7 @@ def test_fit_from_yaml_keeps_ema_and_pushes_it(
     state = checkpoint["state_dict"]
     ema_keys = [k for k in state if k.startswith("ema_model.")]
     assert ema_keys and checkpoint["rsfm_model_config"]["name"] == "text2earth_tiny"
+    assert checkpoint["rsfm_task"]["task"] == "text-to-image"
     key = "unet.conv_in.weight"
     assert not torch.equal(state["ema_model." + key], state["model." + key])  # averaged != raw
     ref = rsfm.hub.push_checkpoint(last, "t2e-ema", hub=tmp_path / "hub", prefix="ema_model.")
