@@ -180,6 +180,18 @@ class BaseTask(pl.LightningModule):
         if facts is not None:
             self.restore_task_facts(facts)
 
+    # ------------------------------------------------------------------ logging
+    def log_skipped_windows(self, count: float) -> None:
+        """Log ``train/skipped_windows``: all-nodata windows the data left out (epoch sum)."""
+        self.log(
+            "train/skipped_windows",
+            float(count),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            batch_size=1,
+        )
+
     # ------------------------------------------------------------------ optimiser
     def effective_batch_size(self) -> int:
         """Samples per optimiser step across all processes."""

@@ -86,15 +86,7 @@ class MAEPretrainTask(BaseTask):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """One MAE step; logs ``train/loss`` and the count of skipped all-nodata windows."""
-        skipped = float(self._skipped(batch))
-        self.log(
-            "train/skipped_windows",
-            skipped,
-            reduce_fx="sum",
-            on_step=False,
-            on_epoch=True,
-            batch_size=1,
-        )
+        self.log_skipped_windows(self._skipped(batch))
         loss = self._loss(batch)
         if loss is None:  # every window of the batch was nodata: nothing to learn from
             return None

@@ -21,15 +21,7 @@ class SupervisedSteps:
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """One optimisation step; logs ``train/loss`` and skipped all-nodata windows."""
-        skipped = float(batch.get("n_skipped", 0))
-        self.log(
-            "train/skipped_windows",
-            skipped,
-            reduce_fx="sum",
-            on_step=False,
-            on_epoch=True,
-            batch_size=1,
-        )
+        self.log_skipped_windows(batch.get("n_skipped", 0))
         if "image" not in batch:
             return None
         batch = self.augment_train_batch(batch)
