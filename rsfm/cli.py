@@ -67,7 +67,18 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
 
     for module in CORE_MODULES:
         importlib.import_module(module)
-    return LightningCLI(
+
+    class RsfmCLI(LightningCLI):
+        """LightningCLI that ends ``fit`` with where everything went and what to do next."""
+
+        def after_fit(self) -> None:
+            """Print checkpoints, final metrics, config, logs and the push command."""
+            if self.trainer.is_global_zero:
+                from rsfm.tasks.run_summary import run_summary
+
+                print(run_summary(self.trainer), flush=True)
+
+    return RsfmCLI(
         pl.LightningModule,
         pl.LightningDataModule,
         subclass_mode_model=True,

@@ -55,6 +55,7 @@ def test_twin_fits_and_writes_a_finite_checkpoint(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, written = _prepare(twin, tmp_path, request)
     monkeypatch.chdir(tmp_path)  # loggers and datasets with relative paths write here
@@ -83,3 +84,14 @@ def test_twin_fits_and_writes_a_finite_checkpoint(
     if callback.monitor is not None:
         score = callback.best_model_score
         assert score is not None and math.isfinite(float(score)), (callback.monitor, score)
+
+    # fit ends with where everything went (rsfm.tasks.run_summary) for every family
+    summary = capsys.readouterr().out.split("rsfm fit finished:", 1)[-1].splitlines()
+    shown = dict(line.split(": ", 1) for line in summary if ": " in line and line[0] != " ")
+    assert Path(shown["last checkpoint"]).resolve() == path
+    assert Path(shown["resolved config"]).is_file()
+    assert shown["publish"].startswith(f"rsfm hub push {Path(callback.dirpath).parent}")
+    assert any(line.startswith("logs (") for line in summary), summary
+    if "MAEReconstructionPlot" in twin.read_text(encoding="utf-8"):
+        folder = Path(shown["reconstructions"].split(" (")[0])
+        assert (folder / "latest.png").is_file() and (folder / "epoch_000.png").is_file()
