@@ -73,10 +73,11 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
 
         def after_fit(self) -> None:
             """Print checkpoints, final metrics, config, logs and the push command."""
-            if self.trainer.is_global_zero:
-                from rsfm.tasks.run_summary import run_summary
+            from rsfm.tasks.run_summary import run_summary
 
-                print(run_summary(self.trainer), flush=True)
+            summary = run_summary(self.trainer)  # every rank: trainer.log_dir broadcasts
+            if self.trainer.is_global_zero:
+                print(summary, flush=True)
 
     return RsfmCLI(
         pl.LightningModule,

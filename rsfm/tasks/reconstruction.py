@@ -170,15 +170,15 @@ class MAEReconstructionPlot(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Draw and save the picture."""
         parts, self._batch = self._batch, None
-        if not parts or trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
-        if trainer.current_epoch % self.every_n_epochs:
+        folder = self.output_folder(trainer)  # on every rank: trainer.log_dir broadcasts
+        if not parts or not trainer.is_global_zero:
             return
         rows = []
         with torch.no_grad():
             for part in parts.values():
                 rows += reconstruction_rows(pl_module.model, part, self.seed)
-        folder = self.output_folder(trainer)
         name = f"epoch_{trainer.current_epoch:03d}.png"
         loss = trainer.callback_metrics.get("val/loss")
         title = f"epoch {trainer.current_epoch}" + (f", val/loss {float(loss):.4f}" if loss else "")
