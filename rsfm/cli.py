@@ -22,6 +22,7 @@ import argparse
 import importlib
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,6 +143,44 @@ def data_main(argv: list[str]) -> int:
     return 0
 
 
+def shipped_configs() -> list[Path]:
+    """The recipes under ``configs/`` of the source tree, when rsfm runs from one."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    return sorted(root.glob("*/*.yaml")) if root.is_dir() else []
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return textwrap.shorten(line.lstrip("# ").strip(), width=64, placeholder=" ...")
+    return ""
+
+
+def recipes_help(command: str) -> str:
+    """Short, torch-free help of ``rsfm fit|validate|test|predict``: usage and the recipes.
+
+    LightningCLI's full help (every Trainer, model and data option) imports torch and Lightning
+    (seconds); it stays one flag away (``--help-all``, or ``--config C.yaml --help``).
+    """
+    lines = [
+        f"usage: rsfm {command} --config CONFIG.yaml [--section.key VALUE ...]",
+        "",
+        "Run a LightningCLI subcommand from a YAML recipe (class_path / init_args; unknown keys",
+        f"are errors). Every option of one recipe: rsfm {command} --config C.yaml --help; every",
+        f"Trainer option: rsfm {command} --help-all; the resolved config: --print_config; resume",
+        "a run: --ckpt_path last.",
+    ]
+    configs = shipped_configs()
+    if configs:
+        root = configs[0].parents[1]
+        width = max(len(str(c.relative_to(root.parent))) for c in configs)
+        lines += ["", "recipes:"]
+        lines += [
+            f"  {str(c.relative_to(root.parent)):<{width}}  {_first_comment(c)}" for c in configs
+        ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rsfm`` console script."""
     from_shell = argv is None
@@ -155,11 +194,19 @@ def main(argv: list[str] | None = None) -> int:
             "       rsfm generate PROMPT --gsd M --out DIR [options]\n"
             "       rsfm super-resolve LR.tif --ref REF.tif --out SR.tif [options]\n"
             "       rsfm assess IMAGE.tif --segmenter NAME --model SQA_NAME [options]\n\n"
-            "Train and apply remote-sensing foundation models. `rsfm fit --help` lists every\n"
-            "option of a run; `rsfm fit --config C.yaml --print_config` shows the resolved config."
+            "Train and apply remote-sensing foundation models. `rsfm fit --help` lists the\n"
+            "recipes; `rsfm fit --config C.yaml --help` every option of one, `--print_config`\n"
+            "the resolved config."
         )
         return 0
     if argv[0] in LIGHTNING_COMMANDS:
+        if argv[1:] in (["--help"], ["-h"]):
+            print(recipes_help(argv[0]))
+            return 0
+        if argv[1:] == ["--help-all"]:
+            argv = [argv[0], "--help"]
+            if from_shell:
+                sys.argv[1:] = argv
         lightning_main(None if from_shell else argv)  # None: LightningCLI reads sys.argv itself
         return 0
     if argv[0] in COMMANDS:

@@ -116,6 +116,7 @@ HELP_COMMANDS = [
     *(["hub", *action, "--help"] for action in ([], ["list"], ["show"], ["push"], ["pull"])),
     ["hub", "verify", "--help"],
     *(["data", *action, "--help"] for action in ([], ["sensors"], ["synthetic"], ["stats"])),
+    *([command, "--help"] for command in ("fit", "validate", "test", "predict")),
 ]
 
 
@@ -204,3 +205,16 @@ def test_two_process_ddp_matches_single_process_steps(tmp_path: Path) -> None:
         assert all(torch.isfinite(v).all() for v in params.values())
         results[name] = ckpt["global_step"]
     assert results["one"] == results["two"] == 2 * (32 // 8)
+
+
+def test_fit_help_lists_the_recipes_and_help_all_is_lightnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "configs/smarties/quickstart.yaml" in out and "--help-all" in out
+    assert out.count("configs/") >= len(list((REPO / "configs").glob("*/*.yaml")))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help-all"])
+    assert exit_info.value.code == 0
+    assert "--trainer.max_epochs" in capsys.readouterr().out  # LightningCLI's full help

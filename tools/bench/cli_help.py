@@ -3,8 +3,8 @@
 Each command runs ``--repeats`` times in a new interpreter (interleaved with the others, so a
 burst of load hits every command alike); the script prints the median wall seconds per command,
 its ratio to the interpreter start-up baseline measured in the same run, and which heavy
-libraries (torch, lightning, rasterio, ...) the command imported. Only ``rsfm fit --help`` is
-expected to import lightning (it is LightningCLI's help).
+libraries (torch, lightning, rasterio, ...) the command imported. Only ``rsfm fit --help-all`` is
+expected to import lightning (it is LightningCLI's full help).
 
 Usage::
 
@@ -41,6 +41,7 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("data", "synthetic", "--help"),
     ("data", "stats", "--help"),
     ("fit", "--help"),
+    ("fit", "--help-all"),
 )
 
 # Runs one command in-process and reports, at exit, which heavy libraries it imported.
