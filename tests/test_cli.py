@@ -218,3 +218,17 @@ def test_fit_help_lists_the_recipes_and_help_all_is_lightnings(
         main(["fit", "--help-all"])
     assert exit_info.value.code == 0
     assert "--trainer.max_epochs" in capsys.readouterr().out  # LightningCLI's full help
+
+
+def test_hub_list_reads_the_index_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "from rsfm.cli import main\n"
+        "assert main(['hub', 'list']) == 0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "smarties-tiny" in result.stdout and result.stdout.strip().endswith("False")

@@ -27,7 +27,7 @@ _EXPORTS = {
     "InvalidNameError": "entry",
     "describe": "store",
     "entry_config": "store",
-    "list_models": "store",
+    "list_models": "backends",
     "load": "store",
     "load_card": "store",
     "load_weights": "store",
@@ -41,7 +41,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from rsfm.hub.backends import FetchedEntry, HuggingFaceHub, LocalHub, open_hub
+    from rsfm.hub.backends import FetchedEntry, HuggingFaceHub, LocalHub, list_models, open_hub
     from rsfm.hub.entry import (
         EntryExistsError,
         EntryNotFoundError,
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from rsfm.hub.store import (
         describe,
         entry_config,
-        list_models,
         load,
         load_card,
         load_weights,

@@ -270,3 +270,29 @@ def open_hub(hub: str | os.PathLike[str] | Hub | None = None) -> Hub:
             )
         return LocalHub(unquote(url.path))
     return LocalHub(location)
+
+
+HubLike = str | os.PathLike[str] | Hub | None
+
+
+def list_models(hub: HubLike = None) -> list[dict[str, Any]]:
+    """Entries of a hub, by name then semantic version.
+
+    Returns:
+        Dicts with ``name``, ``version``, ``latest`` (bool), ``created``, ``size`` (bytes).
+    """
+    index = open_hub(hub).read_index()
+    rows = []
+    for model_name in sorted(index.latest):
+        for version in index.versions(model_name):
+            record = index.entries[f"{model_name}@{version}"]
+            rows.append(
+                {
+                    "name": model_name,
+                    "version": version,
+                    "latest": index.latest[model_name] == version,
+                    "created": record.get("created"),
+                    "size": record.get("size"),
+                }
+            )
+    return rows

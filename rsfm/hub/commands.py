@@ -81,8 +81,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_list(hub: str | None) -> None:
-    from rsfm.hub.backends import open_hub
-    from rsfm.hub.store import list_models
+    from rsfm.hub.backends import (
+        list_models,  # reads index.json only: no torch
+        open_hub,
+    )
 
     rows = list_models(hub)
     if not rows:
@@ -136,12 +138,13 @@ def _print_show(name: str, hub: str | None, as_json: bool) -> None:
 def hub_main(argv: list[str]) -> int:
     """Run ``rsfm hub ...``; returns the exit code (1 on hub errors, printed to stderr)."""
     ns = _parser().parse_args(argv)
-    from rsfm.hub import store
-
     try:
-        if ns.action == "list":
+        if ns.action == "list":  # index.json only: torch is not imported
             _print_list(ns.hub)
-        elif ns.action == "show":
+            return 0
+        from rsfm.hub import store
+
+        if ns.action == "show":
             _print_show(ns.name, ns.hub, ns.json)
         elif ns.action == "push":
             extra = {"license": ns.license} if ns.license else {}

@@ -24,7 +24,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 import rsfm
-from rsfm.hub.backends import FetchedEntry, Hub, LocalHub, open_hub
+from rsfm.hub.backends import FetchedEntry, Hub, HubLike, LocalHub, open_hub
 from rsfm.hub.card import DEFAULT_LICENSE, ModelCard, facts_fields, jsonable
 from rsfm.hub.card_body import parse_card, render_card
 from rsfm.hub.checkpoint_keys import BAND_STATS, MODEL_CONFIG, TASK, TaskFacts
@@ -46,7 +46,6 @@ from rsfm.hub.entry import (
 )
 from rsfm.models.registry import model_config, model_from_config
 
-HubLike = str | os.PathLike[str] | Hub | None
 _CHECKPOINT_PREFIX = "model."  # attribute every rsfm task keeps its network under
 
 
@@ -505,26 +504,3 @@ def load_card(name: str | os.PathLike[str], hub: HubLike = None) -> ModelCard:
 def verify(name: str, hub: HubLike = None) -> FetchedEntry:
     """Check every file of ``name[@version]`` against the index (raises on any mismatch)."""
     return open_hub(hub).fetch(EntryRef.parse(name))
-
-
-def list_models(hub: HubLike = None) -> list[dict[str, Any]]:
-    """Entries of a hub, by name then semantic version.
-
-    Returns:
-        Dicts with ``name``, ``version``, ``latest`` (bool), ``created``, ``size`` (bytes).
-    """
-    index = open_hub(hub).read_index()
-    rows = []
-    for model_name in sorted(index.latest):
-        for version in index.versions(model_name):
-            record = index.entries[f"{model_name}@{version}"]
-            rows.append(
-                {
-                    "name": model_name,
-                    "version": version,
-                    "latest": index.latest[model_name] == version,
-                    "created": record.get("created"),
-                    "size": record.get("size"),
-                }
-            )
-    return rows
