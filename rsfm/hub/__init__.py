@@ -30,6 +30,7 @@ _EXPORTS = {
     "list_models": "backends",
     "load": "store",
     "load_card": "store",
+    "ModelCard": "card",
     "load_weights": "store",
     "pull": "store",
     "push": "store",
@@ -42,6 +43,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from rsfm.hub.backends import FetchedEntry, HuggingFaceHub, LocalHub, list_models, open_hub
+    from rsfm.hub.card import ModelCard
     from rsfm.hub.entry import (
         EntryExistsError,
         EntryNotFoundError,
@@ -83,6 +85,7 @@ __all__ = [
     "list_models",
     "load",
     "load_card",
+    "ModelCard",
     "load_weights",
     "open_hub",
     "pull",
