@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from rsfm.data.errors import (
     BandMismatchError,
     MissingCRSError,
+    RasterError,
     UnreadableRasterError,
 )
 from rsfm.inference.reader import END_OF_STREAM, TileBatch, TileReader, auto_cache_mb
@@ -47,6 +48,28 @@ CLASS_NAMES_TAG = "CLASS_NAMES"
 _DESCRIPTION_PREFIX = {"probabilities": "class", "values": "value", "embeddings": "embedding"}
 # Options that cannot change the output's pixels stay out of the resume journal's digest.
 _NOT_IN_DIGEST = ("progress", "resume", "read_ahead", "gdal_cache_mb", "device")
+
+
+class OutputIsInputError(RasterError):
+    """The output path is the input raster (same path, a symlink or a hard link to it)."""
+
+
+def refuse_overwriting_input(input_path: Path, output_path: Path) -> None:
+    """Raise before anything is read when writing ``output_path`` would replace the input.
+
+    Raises:
+        OutputIsInputError: If both paths resolve to one file (symlinks followed) or name the
+            same inode (hard links).
+    """
+    same = output_path.resolve() == input_path.resolve()
+    if not same and output_path.exists() and input_path.exists():
+        same = os.path.samefile(input_path, output_path)
+    if same:
+        raise OutputIsInputError(
+            output_path,
+            f"is the input raster {input_path}; writing it would destroy the input: "
+            "choose another output path",
+        )
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,7 @@ class TiledPredictor:
                 input (the message names the file). Nothing is left at ``output_path``.
         """
         input_path, output_path = Path(input_path), Path(output_path)
+        refuse_overwriting_input(input_path, output_path)
         cache_mb = self.options.gdal_cache_mb
         if cache_mb is None:
             cache_mb = auto_cache_mb(input_path)
@@ -515,4 +539,11 @@ def tile_raster(
     return Path(output_path)
 
 
-__all__ = ["TileOptions", "TileReport", "TiledPredictor", "tile_raster"]
+__all__ = [
+    "OutputIsInputError",
+    "TileOptions",
+    "TileReport",
+    "TiledPredictor",
+    "refuse_overwriting_input",
+    "tile_raster",
+]
