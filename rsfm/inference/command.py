@@ -150,9 +150,9 @@ def tile_main(argv: list[str]) -> int:
 
     from rsfm.hub import load
     from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
-    from rsfm.inference.engine import refuse_overwriting_input, tile_raster
+    from rsfm.inference.engine import check_output_path, tile_raster
 
-    refuse_overwriting_input(args.input, args.output)  # before the model loads or anything is read
+    check_output_path(args.input, args.output)  # before the model loads or anything is read
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -54,12 +54,18 @@ class OutputIsInputError(RasterError):
     """The output path is the input raster (same path, a symlink or a hard link to it)."""
 
 
-def refuse_overwriting_input(input_path: Path, output_path: Path) -> None:
-    """Raise before anything is read when writing ``output_path`` would replace the input.
+class OutputPathError(RasterError):
+    """The output cannot be written there (a directory, or a folder without write access)."""
+
+
+def check_output_path(input_path: Path, output_path: Path) -> None:
+    """Raise before anything is read or computed when ``output_path`` cannot take the result.
 
     Raises:
         OutputIsInputError: If both paths resolve to one file (symlinks followed) or name the
-            same inode (hard links).
+            same inode (hard links): writing would destroy the input.
+        OutputPathError: If the output is a directory, or its nearest existing folder is not
+            writable.
     """
     same = output_path.resolve() == input_path.resolve()
     if not same and output_path.exists() and input_path.exists():
@@ -69,6 +75,17 @@ def refuse_overwriting_input(input_path: Path, output_path: Path) -> None:
             output_path,
             f"is the input raster {input_path}; writing it would destroy the input: "
             "choose another output path",
+        )
+    if output_path.is_dir():
+        raise OutputPathError(
+            output_path, f"is a directory; give a file name, e.g. {output_path / 'map.tif'}"
+        )
+    folder = output_path.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            output_path, f"cannot be written: no write access to {folder}; choose another folder"
         )
 
 
@@ -184,7 +201,7 @@ class TiledPredictor:
                 input (the message names the file). Nothing is left at ``output_path``.
         """
         input_path, output_path = Path(input_path), Path(output_path)
-        refuse_overwriting_input(input_path, output_path)
+        check_output_path(input_path, output_path)
         cache_mb = self.options.gdal_cache_mb
         if cache_mb is None:
             cache_mb = auto_cache_mb(input_path)
@@ -541,9 +558,10 @@ def tile_raster(
 
 __all__ = [
     "OutputIsInputError",
+    "OutputPathError",
     "TileOptions",
     "TileReport",
     "TiledPredictor",
-    "refuse_overwriting_input",
+    "check_output_path",
     "tile_raster",
 ]

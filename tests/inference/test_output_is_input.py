@@ -11,7 +11,7 @@ import torch
 from rasters import smooth, write_geotiff
 
 from rsfm.cli import main
-from rsfm.inference.engine import OutputIsInputError, tile_raster
+from rsfm.inference.engine import OutputIsInputError, OutputPathError, tile_raster
 
 
 def _sha256(path: Path) -> str:
@@ -61,3 +61,29 @@ def test_rsfm_tile_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     with pytest.raises(OutputIsInputError):
         main(["tile", "smarties-tiny", str(source), str(source), "--device", "cpu"])
     assert _sha256(source) == before
+
+
+def test_a_directory_or_unwritable_output_is_refused_before_computing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_geotiff(tmp_path / "in.tif", smooth(3, 64, 64, seed=1))
+    calls = []
+
+    def predict(image: torch.Tensor) -> torch.Tensor:
+        calls.append(image.shape)
+        return image
+
+    (tmp_path / "maps").mkdir()
+    with pytest.raises(OutputPathError, match="is a directory; give a file name"):
+        tile_raster(predict, source, tmp_path / "maps", tile_size=32, overlap=8, progress=False)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(  # root may write anywhere: simulate a read-only folder
+        os, "access", lambda path, mode: False if Path(path) == locked else real_access(path, mode)
+    )
+    with pytest.raises(OutputPathError, match=f"no write access to {locked}"):
+        tile_raster(
+            predict, source, locked / "new" / "map.tif", tile_size=32, overlap=8, progress=False
+        )
+    assert calls == [] and not (locked / "new").exists()
