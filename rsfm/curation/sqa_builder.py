@@ -285,14 +285,6 @@ class SQABuildingDataModule(SQADataModule):
     keyword arguments; the world is ``synthetic``), over ``images``/``labels`` or the world.
 
     Args:
-        root: Dataset folder.
-        target: Regressed accuracy, ``oa`` or ``miou``.
-        feature_keys: Segmenter features fed to the model (``prediction``: output statistics,
-            comparable across architectures; ``encoder``: pooled encoder features).
-        val_fraction: Share of files (or of windows, for a single file) held out.
-        batch_size: Records per batch.
-        num_workers: DataLoader workers.
-        seed: Seed of the split.
         segmenters: Hub names / entry folders to assess (building only).
         hub: Hub of the named segmenters.
         zoo: ``synthetic_segmenters`` keyword arguments (building only).
@@ -308,17 +300,11 @@ class SQABuildingDataModule(SQADataModule):
         patch_size: Window side in pixels.
         stride: Window step in pixels (default: ``patch_size``).
         max_windows_per_file: Cap on windows per file.
+        **kwargs: :class:`SQADataModule` arguments (root, target, feature keys, split, loaders).
     """
 
     def __init__(
         self,
-        root: str,
-        target: str = "oa",
-        feature_keys: list[str] | None = None,
-        val_fraction: float = 0.25,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 0,
         segmenters: list[str] | None = None,
         hub: str | None = None,
         zoo: dict[str, Any] | None = None,
@@ -334,8 +320,9 @@ class SQABuildingDataModule(SQADataModule):
         patch_size: int = 32,
         stride: int | None = None,
         max_windows_per_file: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(root, target, feature_keys, val_fraction, batch_size, num_workers, seed)
+        super().__init__(**kwargs)
         self.segmenters = list(segmenters or [])
         self.hub = hub
         self.zoo = zoo
