@@ -380,3 +380,17 @@ def bad_band_mask(path: str | Path) -> np.ndarray:
             value = ds.tags(i).get("bbl")
             flags.append(True if value is None else float(value) != 0.0)
     return np.array(flags, dtype=bool)
+
+
+RGB_TARGETS_NM = (660.0, 560.0, 490.0)
+
+
+def rgb_band_indices(wavelengths: Sequence[float] | np.ndarray) -> list[int]:
+    """0-based bands nearest red, green and blue among the optical ones (350-1000 nm), for a
+    true-colour picture; the first finite band when there is none (SAR). NaN = padded band."""
+    waves = np.asarray(wavelengths, dtype=float)
+    finite = np.isfinite(waves)
+    optical = np.flatnonzero(finite & (waves > 350.0) & (waves < 1000.0))
+    if optical.size == 0:
+        return [int(np.flatnonzero(finite)[0])]
+    return [int(optical[np.abs(waves[optical] - t).argmin()]) for t in RGB_TARGETS_NM]

@@ -11,7 +11,7 @@ import rasterio
 from rsfm.band_stats import BandStats
 from rsfm.data.errors import BandMismatchError
 from rsfm.data.grid import canonical_band_name
-from rsfm.sensors import Sensor, get_sensor, sensor_from_raster
+from rsfm.sensors import Sensor, get_sensor, rgb_band_indices, sensor_from_raster
 
 if TYPE_CHECKING:
     from rsfm.hub.card import ModelCard
@@ -149,7 +149,4 @@ def _stats_for(waves: np.ndarray, stats_by_sensor: dict[str, BandStats]) -> Band
 
 def true_colour_bands(bands: list[int], wavelengths: np.ndarray) -> tuple[int, ...]:
     """1-based input bands closest to red, green and blue (a single band when all are SAR)."""
-    optical = [(b, float(w)) for b, w in zip(bands, wavelengths, strict=True) if 350 < w < 1000]
-    if not optical:
-        return (bands[0],)
-    return tuple(min(optical, key=lambda bw: abs(bw[1] - target))[0] for target in (660, 560, 490))
+    return tuple(bands[i] for i in rgb_band_indices(wavelengths))

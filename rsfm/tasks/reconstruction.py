@@ -17,9 +17,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from rsfm.sensors import rgb_band_indices
+
 PANELS = ("input", "masked input", "reconstruction (visible pasted)", "target")
-RGB_TARGETS_NM = (660.0, 560.0, 490.0)
-OPTICAL_NM = (350.0, 2600.0)
 
 
 def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
@@ -30,15 +30,6 @@ def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int) ->
     return image.permute(0, 3, 1, 4, 2, 5).reshape(
         batch, channels, rows * patch_size, cols * patch_size
     )
-
-
-def display_bands(wavelengths: np.ndarray) -> list[int]:
-    """Band indexes to draw: the bands nearest red, green and blue, else the first band (SAR)."""
-    finite = np.isfinite(wavelengths)
-    optical = np.flatnonzero(finite & (wavelengths > OPTICAL_NM[0]) & (wavelengths < OPTICAL_NM[1]))
-    if optical.size == 0:
-        return [int(np.flatnonzero(finite)[0])]
-    return [int(optical[np.abs(wavelengths[optical] - t).argmin()]) for t in RGB_TARGETS_NM]
 
 
 def _stretch(panels: list[np.ndarray]) -> list[np.ndarray]:
@@ -89,7 +80,7 @@ def reconstruction_rows(
                 continue
             seen.add(name)
             w = (waves[index] if waves.ndim == 2 else waves).detach().cpu().numpy()
-            bands = display_bands(w.astype(float))
+            bands = rgb_band_indices(w)
             panels = [img[index, bands].detach().float().cpu().numpy() for img in images]
             panels = [p.transpose(1, 2, 0) if len(bands) == 3 else p[0] for p in panels]
             rows.append((str(name), panels))

@@ -11,10 +11,9 @@ from PIL import Image
 
 from rsfm.models.layers.spectral import patchify
 from rsfm.models.registry import create_model
-from rsfm.sensors import get_sensor
+from rsfm.sensors import get_sensor, rgb_band_indices
 from rsfm.tasks.reconstruction import (
     PANELS,
-    display_bands,
     reconstruction_rows,
     render_rows,
     unpatchify,
@@ -44,12 +43,12 @@ def test_unpatchify_inverts_patchify() -> None:
 
 def test_display_bands_pick_rgb_for_optical_and_one_band_for_sar() -> None:
     s2 = get_sensor("sentinel2_l1c")
-    assert [s2.bands[i].name for i in display_bands(s2.wavelengths.astype(float))] == [
+    assert [s2.bands[i].name for i in rgb_band_indices(s2.wavelengths.astype(float))] == [
         "B04",
         "B03",
         "B02",
     ]
-    assert display_bands(get_sensor("sentinel1_grd").wavelengths.astype(float)) == [0]
+    assert rgb_band_indices(get_sensor("sentinel1_grd").wavelengths.astype(float)) == [0]
 
 
 def test_rows_paste_visible_patches_and_hide_masked_ones(tmp_path: Path) -> None:
