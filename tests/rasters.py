@@ -9,6 +9,9 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from rsfm.band_stats import BandStats
+from rsfm.sensors import get_sensor
+
 UTM33N = "EPSG:32633"
 UTM32N = "EPSG:32632"
 ORIGIN = (500_000.0, 5_000_000.0)  # (west, north) in UTM 33N
@@ -65,3 +68,18 @@ def smooth(bands: int, height: int, width: int, seed: int = 0) -> np.ndarray:
         fx, fy, phase = rng.uniform(1, 3), rng.uniform(1, 3), rng.uniform(0, 6)
         out[b] = 1000 + 300 * np.sin(2 * np.pi * fx * x + phase) * np.cos(2 * np.pi * fy * y)
     return out
+
+
+def unit_stats(sensor: str) -> BandStats:
+    """Statistics of a registered sensor with every band in [0, 1] (mean 0.5, std 0.25)."""
+    bands = get_sensor(sensor).bands
+    n = len(bands)
+    return BandStats(
+        band_names=[b.name for b in bands],
+        wavelengths=[float(b.center_nm) for b in bands],
+        low=[0.0] * n,
+        high=[1.0] * n,
+        mean=[0.5] * n,
+        std=[0.25] * n,
+        sensor=sensor,
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from rasters import unit_stats
 from torch import nn
 
 import rsfm.hub as hub
@@ -28,20 +29,6 @@ DEFAULT = "smarties-tiny@1.0.0"
 EMBEDDING_SHA256 = "bd8df658bb3c2f4d558f9c3d664aae353f33b35c2dfb0f4a201d6a7b0534b43b"
 CLASSES = ["water", "forest", "crop", "urban"]
 S2 = get_sensor("sentinel2_l1c")
-
-
-def _stats(sensor: str) -> BandStats:
-    bands = get_sensor(sensor).bands
-    n = len(bands)
-    return BandStats(
-        band_names=[b.name for b in bands],
-        wavelengths=[float(b.center_nm) for b in bands],
-        low=[0.0] * n,
-        high=[1.0] * n,
-        mean=[0.5] * n,
-        std=[0.25] * n,
-        sensor=sensor,
-    )
 
 
 def _facts() -> TaskFacts:
@@ -75,7 +62,7 @@ def _seg_model() -> nn.Module:
 def _checkpoint(path: Path, model: nn.Module, facts: dict | None) -> Path:
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     ckpt = {"state_dict": state, MODEL_CONFIG: model_config(model), "global_step": 3}
-    ckpt[BAND_STATS] = {s: _stats(s).to_dict() for s in ("sentinel2_l1c", "naip")}
+    ckpt[BAND_STATS] = {s: unit_stats(s).to_dict() for s in ("sentinel2_l1c", "naip")}
     if facts is not None:
         ckpt[TASK] = facts
     torch.save(ckpt, path)
@@ -85,7 +72,7 @@ def _checkpoint(path: Path, model: nn.Module, facts: dict | None) -> Path:
 # ----------------------------------------------------------------------------- the type
 def test_typed_card_round_trips_front_matter_and_text() -> None:
     config = {"name": "x", "class_path": "rsfm.models.finetune.FineTuneModel", "init_args": {}}
-    stats = {s: _stats(s) for s in ("sentinel2_l1c", "naip")}
+    stats = {s: unit_stats(s) for s in ("sentinel2_l1c", "naip")}
     card = ModelCard.build(
         config,
         {
@@ -202,7 +189,7 @@ class _FactsTask(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.model = _seg_model()
-        self.band_stats = {"sentinel2_l1c": _stats("sentinel2_l1c").to_dict()}
+        self.band_stats = {"sentinel2_l1c": unit_stats("sentinel2_l1c").to_dict()}
 
     def task_facts(self) -> TaskFacts:
         return _facts()

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasters import write_geotiff
+from rasters import unit_stats, write_geotiff
 from torch import nn
 
 import rsfm.hub as hub
 import rsfm.inference.command as command
-from rsfm.band_stats import BandStats
 from rsfm.cli import main
 from rsfm.data.errors import BandMismatchError
 from rsfm.hub.card import ModelCard, StageCard, sensor_bands
@@ -28,20 +27,6 @@ from rsfm.sensors import get_sensor
 
 CLASSES = ["water", "forest", "crop", "urban"]
 S2 = get_sensor("sentinel2_l1c")
-
-
-def _stats(sensor: str) -> BandStats:
-    bands = get_sensor(sensor).bands
-    n = len(bands)
-    return BandStats(
-        band_names=[b.name for b in bands],
-        wavelengths=[float(b.center_nm) for b in bands],
-        low=[0.0] * n,
-        high=[1.0] * n,
-        mean=[0.5] * n,
-        std=[0.25] * n,
-        sensor=sensor,
-    )
 
 
 def _s2_raster(path: Path, size: int = 64) -> Path:
@@ -57,7 +42,7 @@ def seg_hub(tmp_path: Path) -> Path:
     card = {
         "task": "segmentation",
         "class_names": CLASSES,
-        "normalization": {"sentinel2_l1c": _stats("sentinel2_l1c")},
+        "normalization": {"sentinel2_l1c": unit_stats("sentinel2_l1c")},
     }
     hub.push(model, "seg", "1.0", tmp_path / "hub", card=card)
     return tmp_path / "hub"
@@ -205,7 +190,7 @@ def _staged_card() -> ModelCard:
             StageCard("pretraining", {"naip": naip, "sentinel2_l1c": s2}),
             StageCard("fine-tuning", {"sentinel2_l1c": s2}),
         ],
-        normalization={s: _stats(s) for s in ("sentinel2_l1c", "naip")},
+        normalization={s: unit_stats(s) for s in ("sentinel2_l1c", "naip")},
     )
 
 
