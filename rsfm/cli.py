@@ -39,6 +39,7 @@ COMMANDS = {
     "generate": "rsfm.inference.generate:generate_main",
     "super-resolve": "rsfm.inference.super_resolve:super_resolve_main",
     "assess": "rsfm.inference.assess:assess_main",
+    "evaluate": "rsfm.evaluation.command:evaluate_main",
 }
 
 # Imported for every Lightning command: the classes short names resolve to. Other families are
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             "       rsfm tile MODEL INPUT.tif OUTPUT.tif [options]\n"
             "       rsfm generate PROMPT --gsd M --out DIR [options]\n"
             "       rsfm super-resolve LR.tif --ref REF.tif --out SR.tif [options]\n"
-            "       rsfm assess IMAGE.tif --segmenter NAME --model SQA_NAME [options]\n\n"
+            "       rsfm assess IMAGE.tif --segmenter NAME --model SQA_NAME [options]\n"
+            "       rsfm evaluate --encoder NAME@VERSION --dataset NAME ... [options]\n\n"
             "Train and apply remote-sensing foundation models. `rsfm fit --help` lists the\n"
             "recipes; `rsfm fit --config C.yaml --help` every option of one, `--print_config`\n"
             "the resolved config."

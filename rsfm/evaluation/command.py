@@ -1,0 +1,150 @@
+"""``rsfm evaluate``: frozen-encoder protocols on catalogue datasets -> results.md + results.json.
+
+The table always holds, beside the encoders asked for, a randomly initialised encoder of the
+same architecture as each hub encoder, the raw-spectra baseline and, on water datasets, the
+NDWI > 0 threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "evaluation"
+PRIMARY_METRIC = {"segmentation": "mIoU", "classification": "accuracy", "multilabel": "mAP"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsfm evaluate",
+        description=(
+            "Score frozen encoders on catalogue datasets with k-NN and linear probes (fitted on "
+            "the train split, scored on the test split), several seeds; a random-init encoder "
+            "of the same architecture and the raw-spectra baseline are always included."
+        ),
+    )
+    parser.add_argument(
+        "--encoder",
+        nargs="+",
+        default=[],
+        metavar="E",
+        help="hub model NAME@VERSION, random:NAME@VERSION, random:REGISTERED_NAME (baselines "
+        "'raw' and 'ndwi' are added automatically)",
+    )
+    parser.add_argument("--dataset", nargs="+", default=[], metavar="D", help="catalogue names")
+    parser.add_argument(
+        "--protocol", nargs="+", default=["knn", "linear"], choices=["knn", "linear"]
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset folders")
+    parser.add_argument(
+        "--hub", default=None, help="hub location (default: $RSFM_HUB or ./checkpoints)"
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the catalogue's datasets and exit"
+    )
+    return parser
+
+
+def encoder_list(asked: Sequence[str]) -> list[str]:
+    """The encoders asked for, each hub encoder followed by its random-init twin, then baselines."""
+    out: list[str] = []
+    for text in asked:
+        out.append(text)
+        if not text.startswith("random:") and text not in ("raw", "ndwi"):
+            out.append(f"random:{text}")
+    out += ["raw", "ndwi"]
+    return list(dict.fromkeys(out))
+
+
+def markdown_table(rows: list[dict[str, Any]], encoders: Sequence[str]) -> str:
+    """One row per encoder, one column per (dataset, protocol, metric): ``mean ± std``."""
+    columns = list(dict.fromkeys((r["dataset"], r["protocol"], r["metric"]) for r in rows))
+    cell = {(r["encoder"], r["dataset"], r["protocol"], r["metric"]): r for r in rows}
+    head = ["encoder"] + [f"{d} {p} {m}" for d, p, m in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for encoder in encoders:
+        values = []
+        for column in columns:
+            row = cell.get((encoder, *column))
+            if row is None:
+                values.append("–")
+            elif row["n_seeds"] > 1:
+                values.append(f"{row['mean']:.3f} ± {row['std']:.3f}")
+            else:
+                values.append(f"{row['mean']:.3f}")
+        lines.append("| " + " | ".join([f"`{encoder}`", *values]) + " |")
+    return "\n".join(lines)
+
+
+def _list_datasets() -> int:
+    from rsfm.data.catalogue import list_datasets
+
+    for info in list_datasets():
+        sensors = ", ".join(info.sensors)
+        print(f"{info.name:22s} {info.task:16s} {sensors:34s} {info.title}")
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """Entry point of ``rsfm evaluate``."""
+    args = _parser().parse_args(argv)
+    if args.list:
+        return _list_datasets()
+    if not args.dataset:
+        print(
+            "rsfm evaluate: give --dataset NAME ... (see `rsfm evaluate --list`)", file=sys.stderr
+        )
+        return 2
+    from tqdm.auto import tqdm
+
+    from rsfm.data.catalogue import dataset_info, load_dataset
+    from rsfm.evaluation.protocols import EncoderSpec, evaluate_one, summarise
+
+    encoders = encoder_list(args.encoder)
+    results = []
+    started = time.perf_counter()
+    jobs = [(d, e, s) for d in args.dataset for e in encoders for s in args.seeds]
+    splits: dict[str, tuple[Any, Any]] = {}
+    for dataset, encoder, seed in tqdm(jobs, desc="evaluate", unit="run"):
+        if encoder in ("raw", "ndwi") and seed != args.seeds[0]:
+            continue  # deterministic: one seed is the whole story
+        if dataset not in splits:
+            dataset_info(dataset)
+            splits[dataset] = (
+                load_dataset(dataset, "train", args.data_root),
+                load_dataset(dataset, "test", args.data_root),
+            )
+        results += evaluate_one(
+            dataset, EncoderSpec(encoder), args.protocol, seed, hub=args.hub,
+            splits=splits[dataset],
+        )  # fmt: skip
+    rows = summarise(results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "encoders": encoders,
+        "datasets": args.dataset,
+        "protocols": args.protocol,
+        "seeds": args.seeds,
+        "command": "rsfm evaluate " + " ".join(argv),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "summary": rows,
+        "runs": [r.__dict__ for r in results],
+    }
+    (out / "results.json").write_text(json.dumps(record, indent=2))
+    table = markdown_table(rows, encoders)
+    (out / "results.md").write_text(
+        f"# rsfm evaluate\n\n`{record['command']}` ({record['wall_s']} s)\n\n{table}\n"
+    )
+    print(table)
+    print(f"results: {out / 'results.md'} and {out / 'results.json'}")
+    return 0
