@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -103,3 +105,23 @@ def test_missing_folder_says_how_to_fix(tmp_path) -> None:
         load_dataset("no_such_set", "train", tmp_path)
     with pytest.raises(ValueError, match="unknown split"):
         region_split(10, 10, "training")
+
+
+def test_virginia_prepare_writes_a_cog_the_sensor_tags_describe(shared_data, tmp_path) -> None:
+    import importlib.util
+
+    from rsfm.sensors import sensor_from_raster
+
+    script = Path(__file__).resolve().parents[3] / "datasets" / "sentinel2_virginia" / "prepare.py"
+    spec = importlib.util.spec_from_file_location("s2v_prepare", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.write_stacked(shared_data / "sentinel2_virginia_jp2", tmp_path / "s2.tif")
+    sensor = sensor_from_raster(out)
+    assert sensor.band_names == get_sensor("sentinel2_l1c").band_names
+    assert np.allclose(sensor.wavelengths, get_sensor("sentinel2_l1c").wavelengths)
+    chip = load_dataset("sentinel2_virginia", "train", shared_data)[0]
+    with rasterio.open(out) as src:
+        assert src.transform == chip["transform"] and src.crs == chip["crs"]
+        window = src.read(window=((0, 128), (0, 128))).astype(np.float32)
+    assert np.abs(window - chip["image"].numpy()).max() <= 0.5  # rounded to uint16
