@@ -300,6 +300,123 @@ register_sensor(
     )
 )
 
+# ----------------------------------------------------------------- catalogue: aerial / VHR / HSI
+# Maxar WorldView-2 effective centre wavelengths and effective bandwidths (nm), from DigitalGlobe's
+# technical note "Radiometric Use of WorldView-2 Imagery" (Updike & Comp, 2010). The SpaceNet 6
+# MS product carries four of the eight bands, blue, green, red, NIR1, in that order (checked on
+# the data: green > red and NIR highest over vegetation); GSD at nadir 1.84 m (MS), 0.46 m (pan).
+_WV2_MS4_ROWS = [
+    ("Blue", 477.9, 54.0, 1.84),
+    ("Green", 546.2, 61.8, 1.84),
+    ("Red", 658.8, 58.5, 1.84),
+    ("NIR1", 831.3, 100.4, 1.84),
+]
+register_sensor(
+    Sensor(
+        "worldview2_ms4",
+        "optical",
+        _bands(_WV2_MS4_ROWS),
+        "Maxar WorldView-2 multispectral, 4 of its 8 bands (blue, green, red, NIR1), 1.84 m",
+    )
+)
+register_sensor(
+    Sensor(
+        "worldview2_pan",
+        "optical",
+        _bands([("PAN", 632.2, 284.6, 0.46)]),
+        "Maxar WorldView-2 panchromatic (450-800 nm), 0.46 m",
+    )
+)
+
+# Capella Space X-band SAR: centre frequency 9.65 GHz (Capella's X band spans 9.4-9.9 GHz);
+# quad-pol channels in the order SpaceNet 6 ships them.
+_CAPELLA_FREQ_GHZ = 9.65
+register_sensor(
+    Sensor(
+        "capella_x_sar",
+        "sar",
+        tuple(
+            Band(pol, radar_wavelength_nm(_CAPELLA_FREQ_GHZ, pol), 0.0, 2.5)
+            for pol in ("HH", "HV", "VH", "VV")
+        ),
+        "Capella X-band SAR (9.65 GHz) quad-pol HH, HV, VH, VV backscatter (dB), 2.5 m grid",
+    )
+)
+
+
+def _without(bands: tuple[Band, ...], removed_1based: Iterable[int]) -> tuple[Band, ...]:
+    drop = set(removed_1based)
+    return tuple(b for i, b in enumerate(bands, start=1) if i not in drop)
+
+
+# NEON NIS as cropped by weecology/DeepTreeAttention (src/Hyperspectral.py, generate_raster with
+# bands="All"): of the 426 bands it keeps 0-based 0..424 minus 192..209, 283..314 and 419..424,
+# i.e. 369 bands; the crops carry no wavelengths, so the nominal neon_aop centres are used.
+register_sensor(
+    Sensor(
+        "neon_aop_369",
+        "hyperspectral",
+        _without(
+            SENSORS["neon_aop"].bands,
+            [*range(193, 211), *range(284, 316), *range(420, 427)],
+        ),
+        "NEON AOP NIS, 369 of 426 bands (water-absorption 1345-1430, 1800-1956 nm and the last "
+        "7 bands removed as DeepTreeAttention crops them); nominal 5 nm centres, 1 m",
+    )
+)
+
+# AVIRIS (NASA/JPL): 224 channels over ~400-2500 nm. Purdue's Indian Pines cube (Baumgardner,
+# Biehl, Landgrebe 1992 flight) has 220 of them; the "corrected" 200-band cube drops 1-based
+# bands [104-108], [150-163] and 220 of those 220 (water absorption). The file carries no
+# wavelengths: ASSUMED evenly spaced 400-2500 nm over the 220 bands (~9.6 nm, the nominal
+# "10 nm" of AVIRIS); the real 1992 band centres differ by a few nm.
+register_sensor(
+    Sensor(
+        "aviris_indian_pines",
+        "hyperspectral",
+        _without(
+            _uniform_hyperspectral("B", 400.0, 2500.0, 220, 10.0, 20.0),
+            [*range(104, 109), *range(150, 164), 220],
+        ),
+        "AVIRIS Indian Pines corrected, 200 bands, ASSUMED nominal even spacing 400-2500 nm "
+        "over the 220-band cube (~9.6 nm; true 1992 centres differ by a few nm), 20 m",
+    )
+)
+# Jasper Ridge (AVIRIS, 224 channels 380-2500 nm as its distributors state): the 198-band
+# version drops 1-based bands 1-3, 108-112, 154-166 and 220-224 (the file's SlectBands).
+register_sensor(
+    Sensor(
+        "aviris_jasper_ridge",
+        "hyperspectral",
+        _without(
+            _uniform_hyperspectral("B", 380.0, 2500.0, 224, 10.0, 20.0),
+            [1, 2, 3, *range(108, 113), *range(154, 167), *range(220, 225)],
+        ),
+        "AVIRIS Jasper Ridge, 198 of 224 bands, ASSUMED nominal even spacing 380-2500 nm "
+        "(~9.5 nm); 20 m",
+    )
+)
+
+# MUUFL Gulfport ITRES CASI-1500 (Gader et al. 2013): the 72 band centres stored in the
+# GatorSense .mat files (``wavelengths``, 367.7-1043.4 nm, ~9.5 nm apart); FWHM is not stored,
+# taken as the band spacing. ~1 m (0.54 x 1.0 m native).
+_MUUFL_CENTRES = [
+    367.7, 377.3, 386.8, 396.3, 405.8, 415.4, 424.9, 434.4, 443.9, 453.5, 463.0, 472.5,
+    482.0, 491.5, 501.0, 510.6, 520.1, 529.6, 539.1, 548.6, 558.1, 567.6, 577.2, 586.7,
+    596.2, 605.7, 615.2, 624.7, 634.2, 643.8, 653.3, 662.8, 672.3, 681.8, 691.3, 700.8,
+    710.3, 719.8, 729.4, 738.9, 748.4, 757.9, 767.4, 776.9, 786.4, 795.9, 805.5, 815.0,
+    824.5, 834.0, 843.5, 853.0, 862.5, 872.1, 881.6, 891.1, 900.6, 910.1, 919.6, 929.2,
+    938.7, 948.2, 957.7, 967.2, 976.8, 986.3, 995.8, 1005.3, 1014.8, 1024.4, 1033.9, 1043.4,
+]  # fmt: skip
+register_sensor(
+    Sensor(
+        "muufl_casi",
+        "hyperspectral",
+        tuple(Band(f"B{i + 1:02d}", c, 9.5, 1.0) for i, c in enumerate(_MUUFL_CENTRES)),
+        "MUUFL Gulfport CASI-1500, 72 bands 367.7-1043.4 nm (centres from the data files), ~1 m",
+    )
+)
+
 
 def get_sensor(name: str | Sensor) -> Sensor:
     """Look a sensor up by name or alias.
