@@ -54,35 +54,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def encoder_list(asked: Sequence[str]) -> list[str]:
-    """The encoders asked for, each hub encoder followed by its random-init twin, then baselines."""
+def _architecture(ref: str, hub: str | None) -> str:
+    """The model config of a hub entry (its architecture), or ``ref`` if it cannot be read."""
+    try:
+        from rsfm.hub.store import _locate
+
+        return (_locate(ref, hub, False) / "config.json").read_text()
+    except Exception:  # noqa: BLE001 - an unknown entry fails later with its own message
+        return ref
+
+
+def encoder_list(asked: Sequence[str], hub: str | None = None) -> list[str]:
+    """The encoders asked for, each hub encoder followed by its random-init twin (one per
+    architecture), then the baselines."""
     out: list[str] = []
+    seen: set[str] = set()
     for text in asked:
         out.append(text)
         if not text.startswith("random:") and text not in ("raw", "ndwi"):
-            out.append(f"random:{text}")
+            architecture = _architecture(text, hub)
+            if architecture not in seen:
+                seen.add(architecture)
+                out.append(f"random:{text}")
     out += ["raw", "ndwi"]
     return list(dict.fromkeys(out))
 
 
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["mean"] != row["mean"]:
+        return "–"
+    if row["n_seeds"] > 1:
+        return f"{row['mean']:.3f} ± {row['std']:.3f}"
+    return f"{row['mean']:.3f}"
+
+
 def markdown_table(rows: list[dict[str, Any]], encoders: Sequence[str]) -> str:
-    """One row per encoder, one column per (dataset, protocol, metric): ``mean ± std``."""
-    columns = list(dict.fromkeys((r["dataset"], r["protocol"], r["metric"]) for r in rows))
+    """Per dataset, one row per encoder and one column per (protocol, metric): mean ± std."""
     cell = {(r["encoder"], r["dataset"], r["protocol"], r["metric"]): r for r in rows}
-    head = ["encoder"] + [f"{d} {p} {m}" for d, p, m in columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for encoder in encoders:
-        values = []
-        for column in columns:
-            row = cell.get((encoder, *column))
-            if row is None:
-                values.append("–")
-            elif row["n_seeds"] > 1:
-                values.append(f"{row['mean']:.3f} ± {row['std']:.3f}")
-            else:
-                values.append(f"{row['mean']:.3f}")
-        lines.append("| " + " | ".join([f"`{encoder}`", *values]) + " |")
-    return "\n".join(lines)
+    blocks = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        columns = list(
+            dict.fromkeys((r["protocol"], r["metric"]) for r in rows if r["dataset"] == dataset)
+        )
+        head = ["encoder"] + [f"{p} {m}" for p, m in columns]
+        lines = [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for encoder in encoders:
+            values = [_cell(cell.get((encoder, dataset, *c))) for c in columns]
+            if any(v != "–" for v in values):
+                lines.append("| " + " | ".join([f"`{encoder}`", *values]) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _list_datasets() -> int:
@@ -109,11 +130,12 @@ def evaluate_main(argv: list[str]) -> int:
     from rsfm.data.catalogue import dataset_info, load_dataset
     from rsfm.evaluation.protocols import EncoderSpec, evaluate_one, summarise
 
-    encoders = encoder_list(args.encoder)
+    encoders = encoder_list(args.encoder, args.hub)
     results = []
     started = time.perf_counter()
     jobs = [(d, e, s) for d in args.dataset for e in encoders for s in args.seeds]
     splits: dict[str, tuple[Any, Any]] = {}
+    cache: dict[tuple[str, str], Any] = {}
     for dataset, encoder, seed in tqdm(jobs, desc="evaluate", unit="run"):
         if encoder in ("raw", "ndwi") and seed != args.seeds[0]:
             continue  # deterministic: one seed is the whole story
@@ -125,7 +147,7 @@ def evaluate_main(argv: list[str]) -> int:
             )
         results += evaluate_one(
             dataset, EncoderSpec(encoder), args.protocol, seed, hub=args.hub,
-            splits=splits[dataset],
+            splits=splits[dataset], cache=cache,
         )  # fmt: skip
     rows = summarise(results)
     out = Path(args.out)

@@ -156,13 +156,20 @@ def image_features(
     return torch.cat(features), torch.cat(targets)
 
 
-def pixel_features(
-    dataset: ChipDataset,
-    encoder: FrozenEncoder | None,
-    max_pixels: int,
-    generator: torch.Generator,
+def subsample(
+    x: torch.Tensor, y: torch.Tensor, max_items: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and class ids of labelled pixels (a seeded subset of at most ``max_pixels``)."""
+    """A seeded random subset of at most ``max_items`` rows of ``(x, y)``."""
+    if len(y) <= max_items:
+        return x, y
+    pick = torch.randperm(len(y), generator=generator)[:max_items]
+    return x[pick], y[pick]
+
+
+def pixel_features(
+    dataset: ChipDataset, encoder: FrozenEncoder | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and class ids of every labelled pixel."""
     features, targets = [], []
     for items in _batches(dataset):
         image = torch.stack([item["image"] for item in items])
@@ -174,11 +181,7 @@ def pixel_features(
         keep = mask != IGNORE_INDEX
         features.append(dense.permute(0, 2, 3, 1)[keep])
         targets.append(mask[keep])
-    x, y = torch.cat(features), torch.cat(targets)
-    if len(y) > max_pixels:
-        pick = torch.randperm(len(y), generator=generator)[:max_pixels]
-        x, y = x[pick], y[pick]
-    return x, y
+    return torch.cat(features), torch.cat(targets)
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -211,9 +214,14 @@ def ndwi_scores(info: DatasetInfo, test_raw: ChipDataset) -> dict[str, float]:
         targets.append(sample["mask"][keep])
     pred, target = torch.cat(preds), torch.cat(targets)
     water_id = info.class_names.index("water")
-    pred = torch.where(pred == 1, water_id, 1 - water_id) if info.num_classes == 2 else pred
-    one_hot = F.one_hot(pred, info.num_classes).float()
-    return _scores(info, one_hot, target)
+    if info.num_classes == 2:
+        pred = torch.where(pred == 1, water_id, 1 - water_id)
+        return _scores(info, F.one_hot(pred, 2).float(), target)
+    # several classes: NDWI only says water or not, so only the water IoU is scored
+    truth = target == water_id
+    union = int((truth | (pred == 1)).sum())
+    iou = float((truth & (pred == 1)).sum()) / union if union else float("nan")
+    return {"water_IoU": iou}
 
 
 def evaluate_one(
@@ -224,8 +232,13 @@ def evaluate_one(
     root: str | None = None,
     hub: str | None = None,
     splits: tuple[ChipDataset, ChipDataset] | None = None,
+    cache: dict[tuple[str, str], Any] | None = None,
 ) -> list[Result]:
-    """Scores of one encoder on one dataset for each protocol, with one seed."""
+    """Scores of one encoder on one dataset for each protocol, with one seed.
+
+    ``cache`` keeps the features of seed-independent encoders (hub models, ``raw``) between
+    seeds, keyed by (encoder, dataset).
+    """
     train, test = splits or (load_dataset(dataset_name, "train", root), None)
     if test is None:
         test = load_dataset(dataset_name, "test", root)
@@ -236,15 +249,18 @@ def evaluate_one(
         return [Result(spec.text, info.name, "threshold", seed, ndwi_scores(info, test))]
     stats = train.compute_band_stats()
     train.band_stats, test.band_stats = stats, stats
-    encoder = None if spec.kind == "raw" else FrozenEncoder(spec, seed, hub)
-    generator = torch.Generator().manual_seed(seed)
-    dense = info.task == "segmentation"
-    if dense:
-        x_train, y_train = pixel_features(train, encoder, MAX_TRAIN_PIXELS, generator)
-        x_test, y_test = pixel_features(test, encoder, MAX_TEST_PIXELS, generator)
+    key = (spec.text, info.name)
+    if cache is not None and spec.kind != "random" and key in cache:
+        (x_train, y_train), (x_test, y_test) = cache[key]
     else:
-        x_train, y_train = image_features(train, encoder)
-        x_test, y_test = image_features(test, encoder)
+        encoder = None if spec.kind == "raw" else FrozenEncoder(spec, seed, hub)
+        extract = pixel_features if info.task == "segmentation" else image_features
+        (x_train, y_train), (x_test, y_test) = extract(train, encoder), extract(test, encoder)
+        if cache is not None and spec.kind != "random":
+            cache[key] = (x_train, y_train), (x_test, y_test)
+    generator = torch.Generator().manual_seed(seed)
+    x_train, y_train = subsample(x_train, y_train, MAX_TRAIN_PIXELS, generator)
+    x_test, y_test = subsample(x_test, y_test, MAX_TEST_PIXELS, generator)
     multilabel = info.task == "multilabel"
     results = []
     for protocol in protocols:

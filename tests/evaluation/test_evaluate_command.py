@@ -76,7 +76,7 @@ def test_evaluate_writes_a_table_with_baselines(tmp_path: Path, capsys) -> None:
     assert random_row["n_seeds"] == 2 and 0.0 < random_row["mean"] <= 1.0
     assert rows[("raw", "knn", "mIoU")]["n_seeds"] == 1  # deterministic: one seed
     table = (out / "results.md").read_text()
-    assert "`raw`" in table and "toy_water linear mIoU" in table
+    assert "`raw`" in table and "### toy_water" in table and "| linear mIoU |" in table
     assert str(out / "results.md") in capsys.readouterr().out.splitlines()[-1]
 
 
