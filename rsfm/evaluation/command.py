@@ -38,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dataset", nargs="+", default=[], metavar="D", help="catalogue names")
     parser.add_argument(
-        "--protocol", nargs="+", default=["knn", "linear"], choices=["knn", "linear"]
+        "--protocol",
+        nargs="+",
+        default=["knn", "linear"],
+        choices=["knn", "linear", "predict"],
+        help="knn / linear: frozen-feature probes; predict: apply a fine-tuned segmenter "
+        "(normalised with its own card) to the test split, alone",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--data-root", default=None, help="folder holding the dataset folders")

@@ -39,7 +39,7 @@ from rsfm.evaluation.probes import (
     predict_linear,
 )
 
-PROTOCOLS = ("knn", "linear")
+PROTOCOLS = ("knn", "linear", "predict")
 BASELINES = ("raw", "ndwi")
 MAX_TRAIN_PIXELS = 20_000
 MAX_TEST_PIXELS = 200_000
@@ -224,6 +224,48 @@ def ndwi_scores(info: DatasetInfo, test_raw: ChipDataset) -> dict[str, float]:
     return {"water_IoU": iou}
 
 
+def _normalise_with_card(sample: dict[str, Any], card: Any) -> torch.Tensor:
+    """The sample's image normalised with the card's statistics of its sensor."""
+    stats = card.normalization.get(sample["sensor"])
+    if stats is None:
+        known = ", ".join(card.normalization) or "none"
+        raise ValueError(
+            f"{card.name}@{card.version} has no normalisation for {sample['sensor']} "
+            f"(it was trained on: {known})"
+        )
+    image = stats.normalize(sample["image"], sample["wavelengths"])
+    return image.masked_fill(~sample["valid"], 0.0)
+
+
+@torch.no_grad()
+def score_segmenter(ref: str, test_raw: ChipDataset, hub: str | None = None) -> dict[str, float]:
+    """A fine-tuned segmenter from the hub, applied as a user would, scored on raw test chips.
+
+    Each chip is normalised with the card's statistics of its sensor (never the dataset's),
+    padded to the patch size, predicted whole, and scored on its labelled pixels.
+    """
+    from rsfm.hub import load
+
+    model = load(ref, hub)
+    card = model.rsfm_card
+    info = test_raw.info
+    if list(card.class_names or []) != list(info.class_names):
+        raise ValueError(
+            f"{ref} predicts {card.class_names}, {info.name} is labelled {list(info.class_names)}"
+        )
+    patch = int(model.encoder.patch_size)
+    preds, targets = [], []
+    for sample in test_raw.samples:
+        image = _normalise_with_card(sample, card)[None]
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (0, (-width) % patch, 0, (-height) % patch))
+        logits = model(padded, sample["wavelengths"])[..., :height, :width]
+        keep = sample["mask"] != IGNORE_INDEX
+        preds.append(logits[0].permute(1, 2, 0)[keep])
+        targets.append(sample["mask"][keep])
+    return _scores(info, torch.cat(preds), torch.cat(targets))
+
+
 def evaluate_one(
     dataset_name: str,
     spec: EncoderSpec,
@@ -247,6 +289,12 @@ def evaluate_one(
         if "water" not in info.class_names:
             return []
         return [Result(spec.text, info.name, "threshold", seed, ndwi_scores(info, test))]
+    if "predict" in protocols:
+        if spec.kind != "hub":
+            return []
+        test.band_stats = {}
+        metrics = score_segmenter(spec.ref, test, hub)
+        return [Result(spec.text, info.name, "predict", seed, metrics)]
     stats = train.compute_band_stats()
     train.band_stats, test.band_stats = stats, stats
     key = (spec.text, info.name)

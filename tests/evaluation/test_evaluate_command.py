@@ -97,3 +97,38 @@ def test_evaluate_on_sen1floods11_beats_chance(shared_data, tmp_path: Path) -> N
         for r in json.loads((out / "results.json").read_text())["summary"]
     }
     assert rows[("raw", "water_IoU")] > 0.7 and rows[("ndwi", "water_IoU")] > 0.7
+
+
+def test_predict_scores_a_hub_segmenter_with_its_own_card(tmp_path: Path) -> None:
+    """A segmenter whose head copies the NIR-vs-green contrast: perfect on the toy scene."""
+    import torch
+
+    from rsfm.band_stats import BandStats
+    from rsfm.data.catalogue import load_dataset
+    from rsfm.evaluation.protocols import score_segmenter
+    from rsfm.hub import push
+    from rsfm.models.registry import create_model
+
+    _write_scene(tmp_path / "data" / "toy_water")
+    test = load_dataset("toy_water", "test", tmp_path / "data")
+    sensor = get_sensor("sentinel2_l1c")
+    stats = BandStats(
+        band_names=sensor.band_names, wavelengths=sensor.wavelengths.tolist(),
+        low=[0.0] * 13, high=[1e4] * 13, mean=[0.0] * 13, std=[1000.0] * 13,
+        sensor="sentinel2_l1c",
+    )  # fmt: skip
+    model = create_model("smarties_tiny_seg_linear", num_outputs=2)
+    card = {"class_names": ["not water", "water"], "normalization": {"sentinel2_l1c": stats}}
+    push(model, "toy-seg", "1.0.0", hub=tmp_path / "hub", card=card)
+    scores = score_segmenter("toy-seg@1.0.0", test, hub=str(tmp_path / "hub"))
+    assert set(scores) == {"mIoU", "OA", "water_IoU"} and 0.0 <= scores["mIoU"] <= 1.0
+    card["class_names"] = ["land", "sea"]
+    push(model, "toy-seg", "1.0.1", hub=tmp_path / "hub", card=card)
+    with pytest.raises(ValueError, match="labelled"):
+        score_segmenter("toy-seg@1.0.1", test, hub=str(tmp_path / "hub"))
+    del card["normalization"]["sentinel2_l1c"]
+    card["class_names"] = ["not water", "water"]
+    push(model, "toy-seg", "1.0.2", hub=tmp_path / "hub", card=card)
+    with pytest.raises(ValueError, match="no normalisation for sentinel2_l1c"):
+        score_segmenter("toy-seg@1.0.2", test, hub=str(tmp_path / "hub"))
+    assert torch.is_tensor(test.samples[0]["image"])

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from rsfm.band_stats import BandStats
 from rsfm.data.catalogue import ChipDataset, load_dataset
 from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record
+from rsfm.sensors import get_sensor
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,30 @@ class CentreCrops(Dataset):
         return _normalise(_crop(sample, row, col, self.size), self.stats)
 
 
+def band_view(sample: dict[str, Any], sensor: str) -> dict[str, Any]:
+    """The sample seen as ``sensor``: only the bands that sensor has (matched by band name).
+
+    Used to train one model for two products of one instrument (Sentinel-2 L1C and L2A: L2A
+    lacks B10) from the product that has labels.
+
+    Raises:
+        ValueError: If the sample's sensor lacks a band of ``sensor``.
+    """
+    source, target = get_sensor(sample["sensor"]), get_sensor(sensor)
+    missing = [b for b in target.band_names if b not in source.band_names]
+    if missing:
+        raise ValueError(f"{sample['sensor']} has no band {missing} of {sensor}: no view")
+    rows = [source.band_names.index(b) for b in target.band_names]
+    view = dict(sample)
+    view.update(
+        image=sample["image"][rows],
+        wavelengths=sample["wavelengths"][rows],
+        sensor=target.name,
+        id=f"{sample.get('id', '')}@{target.name}",
+    )
+    return view
+
+
 def pooled_band_stats(datasets: Sequence[ChipDataset]) -> dict[str, BandStats]:
     """Per-sensor statistics over the pixels of every dataset that carries the sensor."""
     by_sensor: dict[str, list[dict[str, Any]]] = {}
@@ -151,6 +176,9 @@ class CatalogueDataModule(BaseDataModule):
             False: only their first image, with the unpaired samples.
         task: ``pretraining`` (labels dropped) or ``segmentation`` (every dataset must hold
             ``mask`` labels with the same class names, which the module then reports).
+        band_views: ``{sensor: other sensor}``: every sample of ``sensor`` is also fed as the
+            other sensor (its bands only, own statistics), e.g. ``{sentinel2_l1c:
+            sentinel2_l2a}`` trains one model for 13-band L1C and 12-band L2A input.
         data_root: Folder holding the dataset folders (default: ``$RSFM_DATA_ROOT``, then
             ``../shared/data``).
         seed: Seed of the crops.
@@ -165,6 +193,7 @@ class CatalogueDataModule(BaseDataModule):
         samples_per_epoch: int = 1024,
         pairs: bool = True,
         task: str = "pretraining",
+        band_views: dict[str, str] | None = None,
         data_root: str | os.PathLike[str] | None = None,
         seed: int = 0,
         batch_size: int = 16,
@@ -180,6 +209,7 @@ class CatalogueDataModule(BaseDataModule):
         if task not in ("pretraining", *LABEL_TASKS):
             raise ValueError(f"task {task!r}: expected pretraining or one of {LABEL_TASKS}")
         self.task = task
+        self.band_views = dict(band_views or {})
         self.data_root = data_root
         self.seed = seed
         self.class_names: list[str] | None = None
@@ -189,6 +219,11 @@ class CatalogueDataModule(BaseDataModule):
 
     def _fits(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fits = [s for s in samples if min(s["image"].shape[-2:]) >= self.patch_size]
+        fits += [
+            band_view(s, self.band_views[s["sensor"]])
+            for s in fits
+            if s["sensor"] in self.band_views
+        ]
         if self.task == "pretraining":
             return [{k: v for k, v in s.items() if k != "mask"} for s in fits]
         return fits
@@ -217,7 +252,11 @@ class CatalogueDataModule(BaseDataModule):
         if self.task in LABEL_TASKS:
             self.class_names = self._label_classes()
         if not self.band_stats:
-            self.band_stats = pooled_band_stats([s["train"] for s in self._splits.values()])
+            train = [s["train"] for s in self._splits.values()]
+            if self.band_views:
+                views = [self._fits(d.samples) for d in train]
+                train = [ChipDataset(d.info, "train", v) for d, v in zip(train, views, strict=True)]
+            self.band_stats = pooled_band_stats(train)
         single, paired = self._groups("train")
         if not single and not paired:
             raise ValueError(
