@@ -35,7 +35,7 @@ def test_fine_tuned_segmenter_card_and_tile_carry_the_task_facts(
     run.mkdir()
     monkeypatch.chdir(run)  # the twin's CSV logger writes under "."
     fit = ["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(run)]
-    fit += ["--trainer.max_epochs", "1", "--model.init_args.weights", "smarties-tiny"]
+    fit += ["--trainer.max_epochs", "1", "--model.init_args.weights", "smarties-tiny@1.0.0"]
     assert main(fit) == 0
 
     landcover = tmp_path / "hub"

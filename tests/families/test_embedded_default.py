@@ -26,7 +26,7 @@ from rsfm.tasks.segmentation import SegmentationTask
 
 REPO = Path(__file__).resolve().parents[2]
 HUB = REPO / "checkpoints"
-DEFAULT_MODEL = "smarties-tiny"
+DEFAULT_MODEL = "smarties-tiny@1.0.0"  # the synthetic-world encoder this protocol measures
 TINY_WORLD = SyntheticWorldConfig(seed=0, n_scenes=3, scene_size_m=960)
 TRAIN_WINDOWS, STEPS, LR = 32, 100, 1e-2
 # Measured over seeds 0-4 (docs/finetuning.md): pretrained 0.377 / random 0.177 mIoU (mean),

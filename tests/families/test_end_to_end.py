@@ -40,7 +40,7 @@ def test_train_push_pull_load_tile(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         num_classes=7,
         mode="full",
         lr=2e-3,
-        weights="smarties-tiny",  # fine-tune the embedded default
+        weights="smarties-tiny@1.0.0",  # fine-tune the synthetic-world encoder
     )
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -251,12 +251,12 @@ class CatalogueDataModule(BaseDataModule):
             }
         if self.task in LABEL_TASKS:
             self.class_names = self._label_classes()
-        if not self.band_stats:
+        if not self.band_stats:  # statistics of the samples fed (and their views) only
             train = [s["train"] for s in self._splits.values()]
-            if self.band_views:
-                views = [self._fits(d.samples) for d in train]
-                train = [ChipDataset(d.info, "train", v) for d, v in zip(train, views, strict=True)]
-            self.band_stats = pooled_band_stats(train)
+            fed = [self._fits(d.samples) for d in train]
+            self.band_stats = pooled_band_stats(
+                [ChipDataset(d.info, "train", f) for d, f in zip(train, fed, strict=True) if f]
+            )
         single, paired = self._groups("train")
         if not single and not paired:
             raise ValueError(

@@ -43,27 +43,10 @@ from rsfm.data.synthetic.hyperspectral import (
     plume_scene_files,
 )
 from rsfm.data.windows import RandomWindows
-from rsfm.sensors import Sensor, bad_band_mask, get_sensor, register_sensor, sensor_from_raster
+from rsfm.sensors import Sensor, bad_band_mask, get_sensor, sensor_from_raster
 
-# NEON AOP NIS: 426 bands 383-2512 nm; its published bad-band windows (1340-1445 nm,
-# 1790-1955 nm) plus the noisy last bands (beyond 2497 nm) leave the 369 bands of NEON crops such as
-# DeepTreeAttention's. An explicit, approximate mapping (centres within one 5 nm band).
-NEON_BAD_WINDOWS_NM = ((1340.0, 1445.0), (1790.0, 1955.0), (2497.0, 3000.0))
-
-
-def _neon_369() -> Sensor:
-    neon = get_sensor("neon_aop")
-    keep = ~in_windows(neon.wavelengths, NEON_BAD_WINDOWS_NM)
-    bands = tuple(b for b, k in zip(neon.bands, keep, strict=True) if k)
-    return Sensor(
-        "neon_aop_369",
-        "hyperspectral",
-        bands,
-        "NEON AOP NIS without water-vapour and edge bands (369 bands; approximate centres)",
-    )
-
-
-NEON_AOP_369 = register_sensor(_neon_369())
+# NEON AOP NIS crops of 369 bands (DeepTreeAttention's): the band table lives in rsfm.sensors.
+NEON_AOP_369 = get_sensor("neon_aop_369")
 
 
 def good_band_names(
