@@ -224,9 +224,10 @@ class CatalogueDataModule(BaseDataModule):
             for s in fits
             if s["sensor"] in self.band_views
         ]
-        if self.task == "pretraining":
-            return [{k: v for k, v in s.items() if k != "mask"} for s in fits]
-        return fits
+        drop = {"mask"} if self.task == "pretraining" else set()
+        if not self.pairs:  # pairs unused: their sensors are neither fed nor described
+            drop |= {k for s in fits for k in s if k.startswith("pair_")}
+        return [{k: v for k, v in s.items() if k not in drop} for s in fits] if drop else fits
 
     def _groups(self, split: str) -> tuple[list[list[dict]], list[list[dict]]]:
         single, paired = [], []
@@ -238,7 +239,7 @@ class CatalogueDataModule(BaseDataModule):
                 paired.append([s for s in samples if "pair_image" in s])
                 single.append([s for s in samples if "pair_image" not in s])
             else:
-                single.append([{k: v for k, v in s.items() if "pair" not in k} for s in samples])
+                single.append(samples)
         return [g for g in single if g], [g for g in paired if g]
 
     def setup(self, stage: str | None = None) -> None:
