@@ -144,6 +144,12 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("--allow-missing-bands", action="store_true")
     parser.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     parser.add_argument("--plot", type=Path, default=None, help="also write a side-by-side PNG")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse an input whose values or sensor are far from the model's training "
+        "(default: warn; rules in docs/tiled_inference.md)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -151,6 +157,7 @@ def tile_main(argv: list[str]) -> int:
     from rsfm.hub import load
     from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
     from rsfm.inference.engine import check_output_path, tile_raster
+    from rsfm.inference.input_checks import input_notices
 
     check_output_path(args.input, args.output)  # before the model loads or anything is read
     if args.device == "auto":
@@ -168,6 +175,11 @@ def tile_main(argv: list[str]) -> int:
         )
     sensor = input_sensor(args.input, args.sensor, card)
     bands, wavelengths, stats = select_bands(args.input, sensor, card, args.allow_missing_bands)
+    for notice in input_notices(args.input, sensor, card, bands, wavelengths, stats):
+        if args.strict:
+            print(f"rsfm tile: refused (--strict): {notice}", file=sys.stderr)
+            return 2
+        print(f"rsfm tile: warning: {notice}", file=sys.stderr)
     patch = int((card.patch_size if card is not None else None) or 16)
     tile = args.tile_size or max(4 * patch, 64)
     if tile % patch:

@@ -1,0 +1,121 @@
+"""Checks of a tiled run's input against the model card, before anything is computed.
+
+Two silent failures are caught here (``rsfm tile`` warns; ``--strict`` refuses):
+
+- **Units far from training.** A uint8 raster fed to a model normalised for Sentinel-2
+  reflectance x 10,000, or a uint16 pan image fed with NAIP's 0-255 statistics, gives a
+  near-constant map. A decimated read of the input (at most ``SAMPLE_SIDE`` px a side, valid
+  pixels only) gives per band the 1st / 50th / 99th percentiles; a band is *far* from the
+  card's statistics of that band (clip range ``low..high``) when its p1-p99 range is under
+  1/10 or over 10 times ``high - low``, or its median lies outside
+  ``[low - (high - low), high + (high - low)]``. The input is flagged when at least half of
+  its bands are far.
+- **A sensor the task head never saw.** A head fine-tuned on Sentinel-2 applied to another
+  sensor whose bands the encoder knows from pretraining: the card's last training stage names
+  the sensors the head was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from rsfm.band_stats import BandStats
+from rsfm.sensors import Sensor
+
+if TYPE_CHECKING:
+    from rsfm.hub.card import ModelCard
+
+SAMPLE_SIDE = 512
+RANGE_RATIO = 10.0
+FAR_SHARE = 0.5
+
+
+class InputCheckError(ValueError):
+    """The input fails a check and ``--strict`` was asked for."""
+
+
+def _sample(path: Path, bands: list[int]) -> np.ndarray:
+    """A decimated read [C, N] of the valid pixels of ``bands`` (1-based)."""
+    with rasterio.open(path) as src:
+        scale = max(1.0, max(src.width, src.height) / SAMPLE_SIDE)
+        shape = (len(bands), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(
+            bands, out_shape=shape, resampling=Resampling.nearest, masked=True, out_dtype="float32"
+        )
+    values = np.ma.filled(data.astype(np.float32), np.nan).reshape(len(bands), -1)
+    return values[:, np.isfinite(values).all(axis=0)]
+
+
+def far_bands(values: np.ndarray, wavelengths: np.ndarray, stats: BandStats) -> list[str]:
+    """Bands of ``values`` [C, N] far from ``stats`` (see the module docstring), described."""
+    if values.shape[1] == 0:
+        return []
+    rows = stats.rows_for(wavelengths)
+    p1, p50, p99 = np.percentile(values, [1, 50, 99], axis=1)
+    far = []
+    for band, row in enumerate(rows):
+        if row < 0:
+            continue
+        low, high = stats.low[row], stats.high[row]
+        span = max(high - low, 1e-12)
+        spread = p99[band] - p1[band]
+        outside = not (low - span <= p50[band] <= high + span)
+        ratio_off = spread < span / RANGE_RATIO or spread > span * RANGE_RATIO
+        if outside or ratio_off:
+            far.append(
+                f"{stats.band_names[row]}: input p1-p99 {p1[band]:.4g}..{p99[band]:.4g} "
+                f"(median {p50[band]:.4g}) vs training {low:.4g}..{high:.4g}"
+            )
+    return far if len(far) >= FAR_SHARE * len(rows) else []
+
+
+def statistics_notice(
+    path: Path, bands: list[int], wavelengths: np.ndarray, stats: BandStats | None
+) -> str | None:
+    """A one-line notice when the input's values look like other units than training's."""
+    if stats is None:
+        return None
+    far = far_bands(_sample(path, bands), np.asarray(wavelengths), stats)
+    if not far:
+        return None
+    shown = "; ".join(far[:3]) + (f"; and {len(far) - 3} more" if len(far) > 3 else "")
+    return (
+        f"{path}: values far from the model's training statistics ({stats.sensor}) in "
+        f"{len(far)} of {len(wavelengths)} bands ({shown}): other units or scaling? "
+        "Convert the input to the training units; predictions on it are unreliable"
+    )
+
+
+def head_sensor_notice(path: Path, sensor: Sensor, card: ModelCard | None) -> str | None:
+    """A notice when a task head's last training stage never saw the input's sensor."""
+    if card is None or not card.stages or card.stages[-1].stage == "pretraining":
+        return None
+    trained = list(card.stages[-1].sensors)
+    if not trained or sensor.name in trained:
+        return None
+    return (
+        f"{path}: sensor {sensor.name} is not among the sensors the {card.task} head of "
+        f"{card.name}@{card.version} was trained on ({', '.join(trained)}); its predictions "
+        "on this sensor are untested"
+    )
+
+
+def input_notices(
+    path: Path,
+    sensor: Sensor,
+    card: ModelCard | None,
+    bands: list[int],
+    wavelengths: np.ndarray,
+    stats: BandStats | None,
+) -> list[str]:
+    """Every notice about the input (empty when it looks like the training data)."""
+    notices = [
+        head_sensor_notice(path, sensor, card),
+        statistics_notice(path, bands, wavelengths, stats),
+    ]
+    return [n for n in notices if n]
