@@ -157,7 +157,7 @@ def tile_main(argv: list[str]) -> int:
     from rsfm.hub import load
     from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
     from rsfm.inference.engine import check_output_path, tile_raster
-    from rsfm.inference.input_checks import input_notices
+    from rsfm.inference.input_checks import EMPTY_OUTPUT_SHARE, input_notices, nodata_share
 
     check_output_path(args.input, args.output)  # before the model loads or anything is read
     if args.device == "auto":
@@ -210,6 +210,15 @@ def tile_main(argv: list[str]) -> int:
         resume=not args.no_resume,
         device=args.device,
     )
+    lost = nodata_share(args.output)
+    if lost >= EMPTY_OUTPUT_SHARE and nodata_share(args.input, bands) < EMPTY_OUTPUT_SHARE:
+        args.output.unlink(missing_ok=True)
+        print(
+            f"rsfm tile: error: {args.output}: {lost:.1%} of the output is nodata although "
+            f"{args.input} is mostly valid (a band fed as nodata everywhere?); output removed",
+            file=sys.stderr,
+        )
+        return 1
     print(args.output)
     if args.plot is not None:
         from rsfm.inference.plot import render_side_by_side

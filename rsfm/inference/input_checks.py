@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 SAMPLE_SIDE = 512
 RANGE_RATIO = 10.0
 FAR_SHARE = 0.5
+EMPTY_OUTPUT_SHARE = 0.99  # an output this empty from a mostly valid input is an error
 
 
 class InputCheckError(ValueError):
@@ -103,6 +104,23 @@ def head_sensor_notice(path: Path, sensor: Sensor, card: ModelCard | None) -> st
         f"{card.name}@{card.version} was trained on ({', '.join(trained)}); its predictions "
         "on this sensor are untested"
     )
+
+
+def nodata_share(path: Path, bands: list[int] | None = None) -> float:
+    """Share of nodata pixels in a decimated read (bad bands, ENVI ``bbl=0``, never count)."""
+    from rsfm.sensors import bad_band_mask
+
+    with rasterio.open(path) as src:
+        bands = list(bands or range(1, src.count + 1))
+        good = bad_band_mask(path)
+        bands = [b for b in bands if good[b - 1]] or bands
+        scale = max(1.0, max(src.width, src.height) / SAMPLE_SIDE)
+        shape = (len(bands), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
+    invalid = np.ma.getmaskarray(data).any(axis=0)
+    if np.issubdtype(data.dtype, np.floating):
+        invalid |= ~np.isfinite(np.ma.filled(data, 0)).all(axis=0)
+    return float(invalid.mean())
 
 
 def input_notices(

@@ -25,6 +25,7 @@ from rsfm.data.errors import (
     UnreadableRasterError,
 )
 from rsfm.inference.tiling import Tile, TileGrid
+from rsfm.sensors import bad_band_mask
 
 END_OF_STREAM = object()  # end-of-stream marker in the read-ahead queue
 Normalize = Callable[[torch.Tensor], torch.Tensor]
@@ -70,6 +71,9 @@ class TileReader(threading.Thread):
         try:
             with rasterio.open(self.path) as src:
                 nodatas = [src.nodatavals[b - 1] for b in self.bands]
+                # bad bands (ENVI bbl=0), as in training: their nodata never invalidates a pixel
+                good = bad_band_mask(self.path)  # True = good band
+                self._bad = [not bool(good[b - 1]) for b in self.bands]
                 flags = [src.mask_flag_enums[b - 1] for b in self.bands]
                 use_mask = any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags)
                 is_float = np.issubdtype(np.dtype(src.dtypes[self.bands[0] - 1]), np.floating)
@@ -147,13 +151,17 @@ class TileReader(threading.Thread):
         except RasterioError as err:
             raise UnreadableRasterError(self.path, f"cannot decode window {where} ({err})") from err
         valid = np.ones(raw.shape[1:], dtype=bool)
-        for band, nodata in zip(raw, nodatas, strict=True):
-            if nodata is not None:
+        bad_bands = getattr(self, "_bad", [False] * len(raw))
+        for band, nodata, bad in zip(raw, nodatas, bad_bands, strict=True):
+            if bad:  # zero its gaps (training does the same) instead of masking the pixel
+                gaps = ~np.isfinite(band) if nodata is None or np.isnan(nodata) else band == nodata
+                band[gaps] = 0
+            elif nodata is not None:
                 valid &= ~np.isnan(band) if np.isnan(nodata) else band != nodata
         if mask is not None:
             valid &= mask > 0
         if is_float:
-            bad = ~np.isfinite(raw) & valid
+            bad = ~np.isfinite(raw) & valid  # bad bands' gaps are zero already
             if bad.any():
                 raise NonFiniteError(
                     self.path,
