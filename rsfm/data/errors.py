@@ -37,3 +37,7 @@ class NonFiniteError(RasterError):
 
 class EmptyWindowError(RasterError):
     """The requested window holds only nodata pixels."""
+
+
+class EmptyRasterError(RasterError):
+    """The whole raster holds only nodata pixels: nothing to train on."""

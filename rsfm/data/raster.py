@@ -35,6 +35,7 @@ from torchgeo.datasets.utils import GeoSlice
 from rsfm.band_stats import BandStats
 from rsfm.data.errors import (
     BandMismatchError,
+    EmptyRasterError,
     EmptyWindowError,
     MissingCRSError,
     NonFiniteError,
@@ -80,6 +81,25 @@ def _is_bad_band(tags: dict[str, str]) -> bool:
         return float(tags.get("bbl", 1)) == 0.0
     except ValueError:
         return False
+
+
+def refuse_empty_rasters(paths: Iterable[PathLike], side: int = 256) -> None:
+    """Raise :class:`EmptyRasterError` for the first file whose every pixel is nodata.
+
+    A decimated read of each file's dataset mask (at most ``side`` px a side), so the check
+    stays cheap on large scenes; training refuses such a file at setup instead of training on
+    nothing.
+    """
+    for path in paths:
+        with _open(path) as src:
+            scale = max(1.0, max(src.width, src.height) / side)
+            shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+            if not src.dataset_mask(out_shape=shape).any():
+                raise EmptyRasterError(
+                    path,
+                    f"every pixel is nodata (nodata={src.nodata}): nothing to train on; "
+                    "set the file's real nodata value or leave the file out",
+                )
 
 
 def _open(path: PathLike) -> rasterio.io.DatasetReader:

@@ -101,3 +101,20 @@ def test_atomic_checkpoint_io_leaves_no_half_file(tmp_path: Path, monkeypatch) -
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["weights"], torch.arange(4))
+
+
+def test_all_nodata_raster_is_refused_at_setup_with_its_name(tmp_path: Path) -> None:
+    from rsfm.band_stats import BandStats
+    from rsfm.data.errors import EmptyRasterError
+
+    path = write_geotiff(tmp_path / "empty.tif", np.zeros((13, 64, 64), dtype=np.uint16), nodata=0)
+    stats = BandStats(  # imposed statistics: nothing is computed that could notice the file
+        band_names=[f"b{i}" for i in range(13)], wavelengths=[443.0 + 10 * i for i in range(13)],
+        low=[0.0] * 13, high=[1.0] * 13, mean=[0.5] * 13, std=[0.1] * 13,
+    )  # fmt: skip
+    dm = GeoDataModule(
+        sources=[RasterSource(paths=[str(path)], sensor="s2")], patch_size=16, normalize=False
+    )
+    dm.band_stats = {"s2": stats}
+    with pytest.raises(EmptyRasterError, match="empty.tif: every pixel is nodata"):
+        dm.setup("fit")

@@ -49,7 +49,7 @@ from rsfm.data.labels import (
     vegetation_fraction_rasters,
 )
 from rsfm.data.labels import file_labels as _file_labels
-from rsfm.data.raster import SensorRasterDataset
+from rsfm.data.raster import SensorRasterDataset, refuse_empty_rasters
 from rsfm.data.synthetic.config import SyntheticWorldConfig
 from rsfm.data.synthetic.world import ensure_synthetic_world, scene_files
 from rsfm.data.windows import GridWindows, RandomWindows
@@ -195,6 +195,7 @@ class LabelledGeoDataModule(BaseDataModule):
         return self.sensor or Path(expand_paths(self.images)[0]).stem
 
     def _compute_stats(self, train_files: list[Path]) -> None:
+        refuse_empty_rasters(train_files)  # before any statistics or training
         if not self.normalize:
             return
         self._cached_band_stats(

@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from rsfm.data.datamodules.base import BaseDataModule, DataFacts
 from rsfm.data.grid import find_rasters
 from rsfm.data.paired import CoRegisteredPairDataset
-from rsfm.data.raster import SensorRasterDataset
+from rsfm.data.raster import SensorRasterDataset, refuse_empty_rasters
 from rsfm.data.synthetic.config import SyntheticWorldConfig
 from rsfm.data.synthetic.world import ensure_synthetic_world, scene_files
 from rsfm.data.windows import GridWindows, RandomWindows
@@ -186,6 +186,7 @@ class GeoDataModule(BaseDataModule):
         return [self._feed(key, d) for d in datasets]
 
     def _stats_for(self, source: RasterSource, train_files: list[Path]) -> None:
+        refuse_empty_rasters(train_files)  # before any statistics or training
         if not self.normalize:
             return
         self._cached_band_stats(
