@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -182,10 +183,53 @@ def recipes_help(command: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rsfm`` console script."""
+DEBUG_ENV = "RSFM_DEBUG"
+
+
+def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether ``--debug`` (anywhere) or ``RSFM_DEBUG=1`` asks for tracebacks; argv without it."""
+    debug = os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "False")
+    if "--debug" in argv:
+        debug = True
+        argv = [a for a in argv if a != "--debug"]
+    return debug, argv
+
+
+def one_line_error(err: BaseException, command: str) -> str:
+    """``rsfm COMMAND: error: ...`` on one line; rsfm's own errors already name file and fix."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
+    text = " ".join(str(message).split()) or type(err).__name__
+    if type(err).__module__.split(".")[0] not in ("rsfm", "builtins"):
+        text = f"{type(err).__name__}: {text}"
+    return f"rsfm {command}: error: {text} (--debug or {DEBUG_ENV}=1 for the traceback)"
+
+
+def main(argv: list[str] | None = None, one_line_errors: bool | None = None) -> int:
+    """Entry point of the ``rsfm`` console script.
+
+    From the shell, every error ends the command with one line on stderr (the file, the
+    problem, the fix) and exit code 1; ``--debug`` or ``RSFM_DEBUG=1`` shows the traceback
+    instead. Called from Python (``argv`` given) errors propagate unless ``one_line_errors``.
+    """
     from_shell = argv is None
-    argv = list(sys.argv[1:] if argv is None else argv)
+    debug, args = _debug_requested(list(sys.argv[1:] if argv is None else argv))
+    if from_shell:
+        sys.argv[1:] = args
+    one_line = from_shell if one_line_errors is None else one_line_errors
+    if debug or not one_line:
+        return _dispatch(args, from_shell)
+    try:
+        return _dispatch(args, from_shell)
+    except KeyboardInterrupt:
+        print("rsfm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one-line contract of the command line
+        print(one_line_error(err, args[0] if args else ""), file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: list[str], from_shell: bool) -> int:
+    argv = list(args)
     if not argv or argv[0] in {"-h", "--help"}:
         print(
             "usage: rsfm {fit,validate,test,predict} --config CONFIG.yaml [options]\n"

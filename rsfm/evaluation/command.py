@@ -135,6 +135,8 @@ def evaluate_main(argv: list[str]) -> int:
     from rsfm.data.catalogue import dataset_info, load_dataset
     from rsfm.evaluation.protocols import EncoderSpec, evaluate_one, summarise
 
+    for name in args.dataset:
+        dataset_info(name)  # an unknown name fails here, before any work
     encoders = encoder_list(args.encoder, args.hub)
     results = []
     started = time.perf_counter()
@@ -145,7 +147,6 @@ def evaluate_main(argv: list[str]) -> int:
         if encoder in ("raw", "ndwi") and seed != args.seeds[0]:
             continue  # deterministic: one seed is the whole story
         if dataset not in splits:
-            dataset_info(dataset)
             splits[dataset] = (
                 load_dataset(dataset, "train", args.data_root),
                 load_dataset(dataset, "test", args.data_root),

@@ -157,9 +157,15 @@ def tile_main(argv: list[str]) -> int:
     from rsfm.hub import load
     from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
     from rsfm.inference.engine import check_output_path, tile_raster
-    from rsfm.inference.input_checks import EMPTY_OUTPUT_SHARE, input_notices, nodata_share
+    from rsfm.inference.input_checks import (
+        EMPTY_OUTPUT_SHARE,
+        check_readable,
+        input_notices,
+        nodata_share,
+    )
 
     check_output_path(args.input, args.output)  # before the model loads or anything is read
+    check_readable(args.input)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
 

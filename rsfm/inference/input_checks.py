@@ -40,6 +40,29 @@ class InputCheckError(ValueError):
     """The input fails a check and ``--strict`` was asked for."""
 
 
+def check_readable(path: Path) -> None:
+    """Raise :class:`~rsfm.data.errors.UnreadableRasterError` unless ``path`` opens as a raster.
+
+    Run first, so a missing, zero-byte, not-a-TIFF or header-truncated file gets the data
+    layer's one-line error instead of a raw GDAL message from whatever reads it first.
+    """
+    from rasterio.errors import RasterioIOError
+
+    from rsfm.data.errors import UnreadableRasterError
+
+    if not path.is_file():
+        raise UnreadableRasterError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise UnreadableRasterError(path, "the file is empty (0 bytes)")
+    try:
+        with rasterio.open(path) as src:
+            src.read(1, window=((0, 1), (0, 1)))
+    except RasterioIOError as err:
+        raise UnreadableRasterError(
+            path, f"not a readable raster (not a GeoTIFF, or truncated): {err}"
+        ) from None
+
+
 def _sample(path: Path, bands: list[int]) -> np.ndarray:
     """A decimated read [C, N] of the valid pixels of ``bands`` (1-based)."""
     with rasterio.open(path) as src:
