@@ -344,6 +344,28 @@ register_sensor(
 )
 
 
+# Band subsets of Landsat 8 products of the datasets catalogue (registered here, so
+# `--sensor landsat8_l1_rgbn` works without importing the catalogue).
+register_sensor(
+    Sensor(
+        "landsat8_oli_tirs_nopan",
+        "optical",
+        SENSORS["landsat8_oli_tirs"]
+        .select(["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10", "B11"])
+        .bands,
+        "Landsat 8/9 OLI + TIRS L1 without the 15 m pan band B8 (10 bands)",
+    )
+)
+register_sensor(
+    Sensor(
+        "landsat8_l1_rgbn",
+        "optical",
+        SENSORS["landsat8_oli_tirs"].select(["B2", "B3", "B4", "B5"]).bands,
+        "Landsat 8 OLI L1 blue, green, red, NIR (B2..B5)",
+    )
+)
+
+
 def _without(bands: tuple[Band, ...], removed_1based: Iterable[int]) -> tuple[Band, ...]:
     drop = set(removed_1based)
     return tuple(b for i, b in enumerate(bands, start=1) if i not in drop)

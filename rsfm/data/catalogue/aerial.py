@@ -1,7 +1,9 @@
 """Catalogue loaders for aerial / very-high-resolution sets: NAIP, Chesapeake, NEON, SpaceNet 6.
 
 * ``naip``: one NAIP RGBN scene (5 m), unlabelled, chipped spatially for pretraining.
-* ``chesapeake``: 5 GEO-Bench CVPR Chesapeake land-cover patches (NAIP RGBN 0-1, 6 classes).
+* ``chesapeake``: 5 GEO-Bench CVPR Chesapeake land-cover patches (NAIP RGBN, 6 classes); GEO-Bench
+  stores them scaled 0-1, the loader returns NAIP digital numbers (x 255) like every other
+  ``naip`` sample, so one sensor has one unit.
 * ``neon_harv``: NEON RGB (0.1 m) + 369-band hyperspectral (1 m) of one place, an HR/LR pair.
 * ``spacenet6``: WorldView-2 MS (1 m grid) + pan (0.5 m) pairs, and a Capella quad-pol SAR scene
   with the RGB tile resampled onto it.
@@ -108,6 +110,7 @@ CHESAPEAKE_CLASSES = (
     "impervious (road)",
 )
 CHESAPEAKE_BANDS = ("Red", "Green", "Blue", "NearInfrared")  # the naip sensor's R, G, B, N
+NAIP_DN_SCALE = 255.0
 CHESAPEAKE = DatasetInfo(
     name="chesapeake",
     title="CVPR Chesapeake Land Cover (GEO-Bench sample): NAIP RGBN 1 m, 6 classes",
@@ -164,7 +167,7 @@ def chesapeake_mask(label: np.ndarray) -> np.ndarray:
 
 @register_dataset(CHESAPEAKE)
 def load_chesapeake(folder: Path, split: str) -> list[dict[str, Any]]:
-    """One sample per GEO-Bench patch (256x256, NAIP RGBN scaled 0-1) with its mask."""
+    """One sample per GEO-Bench patch (256x256 NAIP RGBN, back in 0-255 DN) with its mask."""
     check_split(split)
     ids = chesapeake_partition(folder)[split]
     import h5py  # lazy: only this loader reads HDF5
@@ -172,7 +175,8 @@ def load_chesapeake(folder: Path, split: str) -> list[dict[str, Any]]:
     samples = []
     for sample_id in ids:
         with h5py.File(require(folder / f"{sample_id}.hdf5", "chesapeake"), "r") as h5:
-            image = np.stack([h5[band][()] for band in CHESAPEAKE_BANDS])
+            # GEO-Bench divides NAIP's 8-bit DN by 255; undo it so `naip` keeps one unit
+            image = np.stack([h5[band][()] for band in CHESAPEAKE_BANDS]) * NAIP_DN_SCALE
             label = h5["label"][()]
         samples.append(
             chip_sample(image, "naip", sample_id=sample_id, gsd=1.0, mask=chesapeake_mask(label))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +36,14 @@ from rsfm.data.catalogue.base import (
     require,
 )
 from rsfm.data.catalogue.registry import register_dataset
-from rsfm.sensors import Sensor, get_sensor, register_sensor
+from rsfm.sensors import Sensor, get_sensor
 
 CHIP = 64
 LANDSAT_LICENCE = "public domain (USGS Landsat data)"
 
-#: Landsat 8 OLI/TIRS without the 15 m panchromatic B8 (the 30 m grid's bands, in file order).
-LANDSAT8_NOPAN: Sensor = register_sensor(
-    replace(
-        get_sensor("landsat8_oli_tirs").select(
-            ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10", "B11"],
-            name="landsat8_oli_tirs_nopan",
-        ),
-        description="Landsat 8/9 OLI + TIRS L1 without the 15 m pan band B8 (10 bands)",
-    )
-)
-#: Landsat 8 OLI blue, green, red, NIR (B2..B5), as 38-Cloud ships them.
-LANDSAT8_RGBN: Sensor = register_sensor(
-    replace(
-        get_sensor("landsat8_oli_tirs").select(["B2", "B3", "B4", "B5"], name="landsat8_l1_rgbn"),
-        description="Landsat 8 OLI L1 blue, green, red, NIR (B2..B5)",
-    )
-)
+#: Landsat 8 OLI/TIRS without the 15 m pan B8, and blue/green/red/NIR (38-Cloud): rsfm.sensors.
+LANDSAT8_NOPAN: Sensor = get_sensor("landsat8_oli_tirs_nopan")
+LANDSAT8_RGBN: Sensor = get_sensor("landsat8_l1_rgbn")
 
 
 def _window(region: Region) -> Window:

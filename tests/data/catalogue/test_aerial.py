@@ -170,14 +170,14 @@ def test_chesapeake_images_and_classes(shared_data: Path) -> None:
         check_contract(samples, "naip")
         for s in samples:
             assert s["image"].shape == (4, 256, 256) and "crs" not in s
-            assert 0.0 <= s["image"].min() and s["image"].max() <= 1.0
+            assert 0.0 <= s["image"].min() and 1.0 < s["image"].max() <= 255.0  # NAIP DN
             assert s["mask"].min() >= -1 and s["mask"].max() < len(CHESAPEAKE_CLASSES)
     train = torch.cat([s["mask"].flatten() for s in by_split["train"]])
     assert set(train.unique().tolist()) == set(range(6))  # every class in train
     # class 0 is water: near-zero NIR (band 4) where the mask says water
     water = by_split["train"][2]  # id_000181, 99.7 % water
     assert water["id"] == "id_000181" and (water["mask"] == 0).float().mean() > 0.99
-    assert water["image"][3][water["mask"] == 0].mean() < 0.05
+    assert water["image"][3][water["mask"] == 0].mean() < 0.05 * 255  # DN
     assert dataset_info("chesapeake").class_names == CHESAPEAKE_CLASSES
 
 
