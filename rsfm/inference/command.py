@@ -136,7 +136,12 @@ def tile_main(argv: list[str]) -> int:
         default="auto",
         choices=["auto", "classes", "probabilities", "values", "embeddings"],
     )
-    parser.add_argument("--tile-size", type=int, default=None, help="default: the card's")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="default: the card's training input size, at least 4 patches and 64 px",
+    )
     parser.add_argument("--overlap", type=int, default=None, help="default: tile size / 4")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
@@ -187,7 +192,9 @@ def tile_main(argv: list[str]) -> int:
             return 2
         print(f"rsfm tile: warning: {notice}", file=sys.stderr)
     patch = int((card.patch_size if card is not None else None) or 16)
-    tile = args.tile_size or max(4 * patch, 64)
+    trained = int((card.input_size if card is not None else None) or 0)
+    trained = -(-trained // patch) * patch  # the training input size, on the patch grid
+    tile = args.tile_size or max(4 * patch, 64, trained)
     if tile % patch:
         parser.error(f"--tile-size must be a multiple of the model's patch size {patch}")
     overlap = args.overlap if args.overlap is not None else tile // 4
