@@ -109,7 +109,7 @@ def select_bands(
         raise BandMismatchError(
             path, f"none of its bands ({waves.tolist()} nm) is a band the model was trained with"
         )
-    stats = _stats_for(waves[keep], stats_by_sensor)
+    stats = _stats_for(waves[keep], stats_by_sensor, own=sensor.name)
     if stats_by_sensor and stats is None:
         raise BandMismatchError(path, "no normalisation statistics of the model cover its bands")
     wanted = stats.wavelengths if stats is not None else _sensor_waves(waves[keep], card)
@@ -138,13 +138,20 @@ def _sensor_waves(waves: np.ndarray, card: ModelCard | None) -> list[float]:
     return max(tables, key=lambda table: shared(table.wavelengths)).wavelengths
 
 
-def _stats_for(waves: np.ndarray, stats_by_sensor: dict[str, BandStats]) -> BandStats | None:
-    """The statistics (of one sensor) covering every wavelength, preferring exact sensors."""
-    for stats in stats_by_sensor.values():
+def _stats_for(
+    waves: np.ndarray, stats_by_sensor: dict[str, BandStats], own: str | None = None
+) -> BandStats | None:
+    """The statistics (of one sensor) covering every wavelength: the input's own sensor if it
+    covers them (it comes first), else the covering sensor with the fewest other bands (a
+    4-band Landsat L1 file gets the 4-band table, not the 6-band surface-reflectance one)."""
+    covering = []
+    for order, (name, stats) in enumerate(stats_by_sensor.items()):
         known = np.asarray(stats.wavelengths, dtype=float)
         if all(np.abs(known - w).min() <= WAVELENGTH_TOLERANCE_NM for w in waves):
-            return stats
-    return None
+            if name == own:
+                return stats
+            covering.append((len(known), order, stats))
+    return min(covering, key=lambda item: item[:2])[2] if covering else None
 
 
 def true_colour_bands(bands: list[int], wavelengths: np.ndarray) -> tuple[int, ...]:
