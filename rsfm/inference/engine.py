@@ -27,6 +27,7 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
+from filelock import FileLock, Timeout
 from rasterio.errors import RasterioIOError
 from tqdm.auto import tqdm
 
@@ -56,6 +57,15 @@ class OutputIsInputError(RasterError):
 
 class OutputPathError(RasterError):
     """The output cannot be written there (a directory, or a folder without write access)."""
+
+
+class OutputLockedError(RasterError):
+    """Another tiled run is writing the same output right now."""
+
+
+def output_lock_path(output_path: Path) -> Path:
+    """The lock file of a tiled run's output: ``.<name>.lock`` beside it."""
+    return output_path.with_name(f".{output_path.name}.lock")
 
 
 def check_output_path(input_path: Path, output_path: Path) -> None:
@@ -207,8 +217,20 @@ class TiledPredictor:
             cache_mb = auto_cache_mb(input_path)
         # GDAL's block cache defaults to 5% of RAM and fills with every decoded block: cap it so
         # memory does not grow with the raster (rasterio restores the old cap on exit).
-        with rasterio.Env(**({"GDAL_CACHEMAX": cache_mb * 2**20} if cache_mb > 0 else {})):
-            return self._run(input_path, output_path, bands)
+        lock = FileLock(output_lock_path(output_path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise OutputLockedError(
+                output_path,
+                f"another rsfm tile run is writing it (lock {output_lock_path(output_path).name});"
+                " wait for it to finish or choose another output",
+            ) from None
+        try:
+            with rasterio.Env(**({"GDAL_CACHEMAX": cache_mb * 2**20} if cache_mb > 0 else {})):
+                return self._run(input_path, output_path, bands)
+        finally:  # the (empty) lock file stays: deleting it would race with a waiting run
+            lock.release()
 
     def _run(self, input_path: Path, output_path: Path, bands: Sequence[int] | None) -> TileReport:
         opts, started = self.options, time.perf_counter()
