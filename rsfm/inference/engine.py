@@ -12,9 +12,11 @@ output rows of the full output width, the queue ``read_ahead`` batches, the writ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
+import tempfile
 import threading
 import time
 import warnings
@@ -64,8 +66,12 @@ class OutputLockedError(RasterError):
 
 
 def output_lock_path(output_path: Path) -> Path:
-    """The lock file of a tiled run's output: ``.<name>.lock`` beside it."""
-    return output_path.with_name(f".{output_path.name}.lock")
+    """The lock file of a tiled run's output, under the temp folder (nothing is left beside the
+    output): ``rsfm-tile-locks/<sha256 of the resolved output path>.lock``."""
+    key = hashlib.sha256(str(Path(output_path).resolve()).encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / "rsfm-tile-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{key}.lock"
 
 
 def check_output_path(input_path: Path, output_path: Path) -> None:
@@ -223,8 +229,8 @@ class TiledPredictor:
         except Timeout:
             raise OutputLockedError(
                 output_path,
-                f"another rsfm tile run is writing it (lock {output_lock_path(output_path).name});"
-                " wait for it to finish or choose another output",
+                f"another rsfm tile run is writing it (lock {output_lock_path(output_path)}); "
+                "wait for it to finish or choose another output",
             ) from None
         try:
             with rasterio.Env(**({"GDAL_CACHEMAX": cache_mb * 2**20} if cache_mb > 0 else {})):
