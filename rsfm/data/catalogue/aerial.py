@@ -35,8 +35,10 @@ from rsfm.data.catalogue.base import (
     check_split,
     chip_sample,
     chip_windows,
+    pair_fields,
     region_split,
     require,
+    window_transform,
 )
 from rsfm.data.catalogue.registry import register_dataset
 from rsfm.sensors import get_sensor
@@ -49,11 +51,6 @@ def _read(path: Path) -> tuple[np.ndarray, Any, Affine, float | None]:
     """All bands of a raster (native dtype), its CRS, transform and nodata; cached."""
     with rasterio.open(path) as src:
         return src.read(), src.crs, src.transform, src.nodata
-
-
-def _at(transform: Affine, row: int, col: int) -> Affine:
-    """The transform of a window starting at (row, col)."""
-    return transform * Affine.translation(col, row)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -92,7 +89,7 @@ def load_naip(folder: Path, split: str) -> list[dict[str, Any]]:
             gsd=float(abs(transform.a)),
             nodata=nodata,
             crs=crs,
-            transform=_at(transform, w.row0, w.col0),
+            transform=window_transform(transform, w.row0, w.col0),
             window=(w.row0, w.row1, w.col0, w.col1),
         )
         for w in chip_windows(region, NAIP_CHIP)
@@ -236,14 +233,14 @@ def load_neon_harv(folder: Path, split: str) -> list[dict[str, Any]]:
         gsd=float(abs(transform.a)),
         nodata=nodata,
         crs=crs,
-        transform=_at(transform, row0, 0),
+        transform=window_transform(transform, row0, 0),
         window=(row0, row1, 0, hsi.shape[2]),
         rgb=_tensor(np.where(part_valid[None], part, 0.0)),
         rgb_valid=torch.from_numpy(part_valid),
         rgb_wavelengths=torch.from_numpy(rgb_sensor.wavelengths),
         rgb_sensor=rgb_sensor.name,
         rgb_gsd=float(abs(rgb_transform.a)),
-        rgb_transform=_at(rgb_transform, scale * row0, 0),
+        rgb_transform=window_transform(rgb_transform, scale * row0, 0),
     )
     return [sample]
 
@@ -357,12 +354,10 @@ def load_spacenet6(folder: Path, split: str) -> list[dict[str, Any]]:
     db, valid, crs, transform = read_sar(folder)
     region: Region = region_split(db.shape[1], db.shape[2], split)
     rows, cols = slice(region.row0, region.row1), slice(region.col0, region.col1)
-    chip_transform = _at(transform, region.row0, region.col0)
+    chip_transform = window_transform(transform, region.row0, region.col0)
     rgb = _rgb_on(
         folder, crs, chip_transform, (region.row1 - region.row0, region.col1 - region.col0)
     )
-    rgb_valid = np.isfinite(rgb).all(axis=0)
-    rgb_sensor = get_sensor("rgb")
     samples.append(
         chip_sample(
             db[:, rows, cols],
@@ -374,10 +369,7 @@ def load_spacenet6(folder: Path, split: str) -> list[dict[str, Any]]:
             transform=chip_transform,
             window=(region.row0, region.row1, region.col0, region.col1),
             kind="sar",
-            pair_image=_tensor(np.where(rgb_valid[None], rgb, 0.0)),
-            pair_wavelengths=torch.from_numpy(rgb_sensor.wavelengths),
-            pair_sensor=rgb_sensor.name,
-            pair_valid=torch.from_numpy(rgb_valid),
+            **pair_fields(rgb, "rgb"),
         )
     )
     return samples

@@ -281,6 +281,27 @@ def chip_sample(
     return sample
 
 
+def pair_fields(image: np.ndarray, sensor: str | Sensor) -> dict[str, Any]:
+    """The ``pair_*`` keys of a co-registered second sensor's chip (for token mixup).
+
+    Pixels that are not finite in every band are invalid (``pair_valid``) and zeroed.
+    """
+    sensor_obj = get_sensor(sensor) if isinstance(sensor, str) else sensor
+    data = np.asarray(image, dtype=np.float32)
+    valid = np.isfinite(data).all(axis=0)
+    return {
+        "pair_image": torch.from_numpy(np.ascontiguousarray(np.where(valid[None], data, 0.0))),
+        "pair_wavelengths": torch.from_numpy(sensor_obj.wavelengths.astype(np.float32)),
+        "pair_sensor": sensor_obj.name,
+        "pair_valid": torch.from_numpy(valid),
+    }
+
+
+def window_transform(transform: Affine, row: int, col: int) -> Affine:
+    """The affine transform of a chip whose top-left pixel is (``row``, ``col``)."""
+    return transform * Affine.translation(col, row)
+
+
 @dataclass(frozen=True)
 class Region:
     """A pixel rectangle ``[row0, row1) x [col0, col1)`` of a scene."""

@@ -28,6 +28,7 @@ from rsfm.data.catalogue.base import (
     chip_windows,
     region_split,
     require,
+    window_transform,
 )
 from rsfm.data.catalogue.registry import register_dataset
 from rsfm.sensors import bad_band_mask, get_sensor, sensor_from_raster
@@ -105,7 +106,7 @@ def load_enmap_potsdam(folder: Path, split: str) -> list[dict[str, Any]]:
             nodata=nodata,
             mask=_crop(mask, w),
             crs=crs,
-            transform=transform * Affine.translation(w.col0, w.row0),
+            transform=window_transform(transform, w.row0, w.col0),
             window=(w.row0, w.row1, w.col0, w.col1),
             bad_bands=list(bad),
         )

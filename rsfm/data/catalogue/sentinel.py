@@ -23,13 +23,14 @@ from rasterio.warp import reproject
 from rsfm.data.catalogue.base import (
     IGNORE_INDEX,
     DatasetInfo,
-    Region,
     check_split,
     chip_sample,
     chip_windows,
     hash_split,
+    pair_fields,
     region_split,
     require,
+    window_transform,
 )
 from rsfm.data.catalogue.registry import register_dataset
 from rsfm.sensors import get_sensor
@@ -87,10 +88,6 @@ def _read_scene(path: Path) -> tuple[np.ndarray, Any, Any, float | None]:
         return src.read(out_dtype="float32"), src.crs, src.transform, src.nodata
 
 
-def _window_transform(transform: Any, region: Region) -> Any:
-    return transform * transform.translation(region.col0, region.row0)
-
-
 @register_dataset(SEN1FLOODS11)
 def load_sen1floods11(folder: Path, split: str) -> list[dict[str, Any]]:
     """Chips of the S2 scene with the co-registered S1 chip as ``pair_image`` and the label."""
@@ -100,13 +97,10 @@ def load_sen1floods11(folder: Path, split: str) -> list[dict[str, Any]]:
     )
     s1, _, _, _ = _read_scene(require(folder / "Spain_7370579_S1Hand.tif", "sen1floods11"))
     label, _, _, _ = _read_scene(require(folder / "Spain_7370579_LabelHand.tif", "sen1floods11"))
-    s1_sensor = get_sensor("sentinel1_grd")
     region = region_split(s2.shape[1], s2.shape[2], split)
     samples = []
     for win in chip_windows(region, CHIP_SIZE):
         rows, cols = slice(win.row0, win.row1), slice(win.col0, win.col1)
-        pair = s1[:, rows, cols]
-        pair_valid = np.isfinite(pair).all(axis=0)
         mask = label[0, rows, cols].astype(np.int64)
         mask[mask < 0] = IGNORE_INDEX
         samples.append(
@@ -117,12 +111,9 @@ def load_sen1floods11(folder: Path, split: str) -> list[dict[str, Any]]:
                 nodata=s2_nodata,
                 mask=mask,
                 crs=crs,
-                transform=_window_transform(transform, win),
+                transform=window_transform(transform, win.row0, win.col0),
                 gsd=10.0,
-                pair_image=torch.from_numpy(np.where(pair_valid[None], pair, 0.0)),
-                pair_wavelengths=torch.from_numpy(s1_sensor.wavelengths.astype(np.float32)),
-                pair_sensor=s1_sensor.name,
-                pair_valid=torch.from_numpy(pair_valid),
+                **pair_fields(s1[:, rows, cols], "sentinel1_grd"),
             )
         )
     return samples
@@ -185,7 +176,6 @@ def load_bigearthnet_v1(folder: Path, split: str) -> list[dict[str, Any]]:
         size = arrays["s2_B02"].shape[0]
         image = np.stack([np.asarray(_to_grid(arrays[f"s2_{b}"], size)) for b in s2.band_names])
         pair = np.stack([arrays[f"s1_B{b}"].astype(np.float32) for b in s1.band_names])
-        pair_valid = np.isfinite(pair).all(axis=0)
         samples.append(
             chip_sample(
                 image,
@@ -194,10 +184,7 @@ def load_bigearthnet_v1(folder: Path, split: str) -> list[dict[str, Any]]:
                 nodata=0.0,
                 gsd=10.0,
                 label=multi_hot(labels[patch]["labels_19"]),
-                pair_image=torch.from_numpy(np.where(pair_valid[None], pair, 0.0)),
-                pair_wavelengths=torch.from_numpy(s1.wavelengths.astype(np.float32)),
-                pair_sensor=s1.name,
-                pair_valid=torch.from_numpy(pair_valid),
+                **pair_fields(pair, s1),
             )
         )
     return samples
@@ -241,7 +228,6 @@ def load_bigearthnet_stacked(folder: Path, split: str) -> list[dict[str, Any]]:
             names = json.loads(src.tags().get("LABELS", "[]"))
         with rasterio.open(require(stacked / f"{patch}_S1_VV_VH.tif", "bigearthnet")) as src:
             pair = src.read(out_dtype="float32")
-        pair_valid = np.isfinite(pair).all(axis=0)
         samples.append(
             chip_sample(
                 image,
@@ -252,10 +238,7 @@ def load_bigearthnet_stacked(folder: Path, split: str) -> list[dict[str, Any]]:
                 transform=transform,
                 gsd=10.0,
                 corine_labels=names,
-                pair_image=torch.from_numpy(np.where(pair_valid[None], pair, 0.0)),
-                pair_wavelengths=torch.from_numpy(s1.wavelengths.astype(np.float32)),
-                pair_sensor=s1.name,
-                pair_valid=torch.from_numpy(pair_valid),
+                **pair_fields(pair, s1),
             )
         )
     return samples
@@ -318,7 +301,7 @@ def load_sentinel2_virginia(folder: Path, split: str) -> list[dict[str, Any]]:
             sample_id=f"virginia:{win.row0}:{win.col0}",
             nodata=0.0,
             crs=crs,
-            transform=_window_transform(transform, win),
+            transform=window_transform(transform, win.row0, win.col0),
             gsd=10.0,
         )
         for win in chip_windows(region, VIRGINIA_CHIP)
