@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
 from rsfm.band_stats import BandStats
@@ -156,6 +157,15 @@ class BaseDataModule(pl.LightningDataModule):
         }
         options.update(kwargs)
         return DataLoader(dataset, **options)
+
+    @staticmethod
+    def _combine(loaders: dict[str, DataLoader], train: bool) -> Any:
+        """One loader as is; several as a Lightning ``CombinedLoader`` (one step sees a batch of
+        every loader: training cycles the shorter ones, evaluation yields None for exhausted
+        ones), so a metric is logged once per step whichever loaders exist."""
+        if len(loaders) == 1:
+            return next(iter(loaders.values()))
+        return CombinedLoader(loaders, mode="max_size_cycle" if train else "max_size")
 
     def train_dataloader(self) -> Any:
         """Shuffled training batches."""

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import Dataset
 
 from rsfm.band_stats import BandStats
@@ -304,9 +303,7 @@ class CatalogueDataModule(BaseDataModule):
             k: self._loader(d, shuffle=False, drop_last=shuffle and len(d) > self.batch_size)
             for k, d in datasets.items()
         }
-        if len(loaders) == 1:
-            return next(iter(loaders.values()))
-        return CombinedLoader(loaders, mode="max_size_cycle" if shuffle else "max_size")
+        return self._combine(loaders, shuffle)
 
     def train_dataloader(self) -> Any:
         """Random crops of the train splits (single-sensor and paired loaders combined)."""

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, Dataset
 
 from rsfm.data.datamodules.base import BaseDataModule, DataFacts
@@ -262,12 +261,7 @@ class GeoDataModule(BaseDataModule):
         self._val = {k: _concat(v, self.val_samples) for k, v in val.items()}
 
     def _combined(self, datasets: dict[str, Dataset], shuffle: bool) -> Any:
-        loaders = {k: self._loader(d, shuffle) for k, d in datasets.items()}
-        if len(loaders) == 1:
-            return next(iter(loaders.values()))
-        # One step sees a batch of every loader ("max_size": exhausted loaders yield None), so a
-        # metric is logged once per step whichever loaders exist.
-        return CombinedLoader(loaders, mode="max_size_cycle" if shuffle else "max_size")
+        return self._combine({k: self._loader(d, shuffle) for k, d in datasets.items()}, shuffle)
 
     def train_dataloader(self) -> Any:
         """Random windows; single and paired loaders combined when both exist."""
