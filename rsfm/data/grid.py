@@ -60,6 +60,12 @@ def gsd_metres(crs: CRS, res: tuple[float, float]) -> float:
     return float(res[1]) * float(crs.linear_units_factor[1])
 
 
+def decimated_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """(rows, cols) of a read scaled down so its longer side is at most ``side`` pixels."""
+    scale = max(1.0, max(width, height) / side)
+    return max(1, round(height / scale)), max(1, round(width / scale))
+
+
 @dataclass
 class Grid:
     """The output grid of one query."""

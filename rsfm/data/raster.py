@@ -45,6 +45,7 @@ from rsfm.data.grid import (
     Grid,
     PathLike,
     canonical_band_name,
+    decimated_shape,
     find_rasters,
     gsd_metres,
     overlapping,
@@ -92,8 +93,7 @@ def refuse_empty_rasters(paths: Iterable[PathLike], side: int = 256) -> None:
     """
     for path in paths:
         with _open(path) as src:
-            scale = max(1.0, max(src.width, src.height) / side)
-            shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+            shape = decimated_shape(src.height, src.width, side)
             if not src.dataset_mask(out_shape=shape).any():
                 raise EmptyRasterError(
                     path,

@@ -25,6 +25,7 @@ import rasterio
 from rasterio.enums import Resampling
 
 from rsfm.band_stats import BandStats
+from rsfm.data.grid import decimated_shape
 from rsfm.sensors import Sensor
 
 if TYPE_CHECKING:
@@ -66,8 +67,7 @@ def check_readable(path: Path) -> None:
 def _sample(path: Path, bands: list[int]) -> np.ndarray:
     """A decimated read [C, N] of the valid pixels of ``bands`` (1-based)."""
     with rasterio.open(path) as src:
-        scale = max(1.0, max(src.width, src.height) / SAMPLE_SIDE)
-        shape = (len(bands), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        shape = (len(bands), *decimated_shape(src.height, src.width, SAMPLE_SIDE))
         data = src.read(
             bands, out_shape=shape, resampling=Resampling.nearest, masked=True, out_dtype="float32"
         )
@@ -137,8 +137,7 @@ def nodata_share(path: Path, bands: list[int] | None = None) -> float:
         bands = list(bands or range(1, src.count + 1))
         good = bad_band_mask(path)
         bands = [b for b in bands if good[b - 1]] or bands
-        scale = max(1.0, max(src.width, src.height) / SAMPLE_SIDE)
-        shape = (len(bands), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        shape = (len(bands), *decimated_shape(src.height, src.width, SAMPLE_SIDE))
         data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
     invalid = np.ma.getmaskarray(data).any(axis=0)
     if np.issubdtype(data.dtype, np.floating):
