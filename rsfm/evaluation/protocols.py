@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsfm.data.catalogue import ChipDataset, DatasetInfo, load_dataset
+from rsfm.data.catalogue.base import normalise_sample
 from rsfm.evaluation.probes import (
     IGNORE_INDEX,
     accuracy,
@@ -233,8 +234,7 @@ def _normalise_with_card(sample: dict[str, Any], card: Any) -> torch.Tensor:
             f"{card.name}@{card.version} has no normalisation for {sample['sensor']} "
             f"(it was trained on: {known})"
         )
-    image = stats.normalize(sample["image"], sample["wavelengths"])
-    return image.masked_fill(~sample["valid"], 0.0)
+    return normalise_sample(sample, {sample["sensor"]: stats})["image"]
 
 
 @torch.no_grad()

@@ -121,12 +121,7 @@ class ChipDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = dict(self.samples[index])
-        stats = self.band_stats.get(sample["sensor"])
-        if stats is not None:
-            image = stats.normalize(sample["image"], sample["wavelengths"])
-            sample["image"] = image.masked_fill(~sample["valid"], 0.0)
-        return sample
+        return normalise_sample(self.samples[index], self.band_stats)
 
     @property
     def sensors(self) -> list[str]:
@@ -196,6 +191,20 @@ def _band_names(sensor: str, wavelengths: np.ndarray) -> list[str]:
     except (KeyError, ValueError):
         by_wave = {}
     return [by_wave.get(round(float(w), 2), f"band_{float(w):g}") for w in wavelengths]
+
+
+def normalise_sample(
+    sample: dict[str, Any], stats: dict[str, BandStats], prefixes: tuple[str, ...] = ("",)
+) -> dict[str, Any]:
+    """A shallow copy whose ``<prefix>image`` s are normalised with the statistics of their
+    ``<prefix>sensor`` (when ``stats`` has them), invalid pixels set to 0."""
+    out = dict(sample)
+    for prefix in prefixes:
+        key, table = f"{prefix}image", stats.get(sample.get(f"{prefix}sensor", ""))
+        if key in sample and table is not None:
+            image = table.normalize(sample[key], sample[f"{prefix}wavelengths"])
+            out[key] = image.masked_fill(~sample[f"{prefix}valid"], 0.0)
+    return out
 
 
 def chip_sample(

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from rsfm.band_stats import BandStats
 from rsfm.data.catalogue import ChipDataset, load_dataset
+from rsfm.data.catalogue.base import normalise_sample
 from rsfm.data.datamodules.base import BaseDataModule, DataFacts, dataset_record
 from rsfm.sensors import get_sensor
 
@@ -49,13 +50,7 @@ def _crop(sample: dict[str, Any], row: int, col: int, size: int, flip: int = 0) 
 
 
 def _normalise(sample: dict[str, Any], stats: dict[str, BandStats]) -> dict[str, Any]:
-    for prefix in ("", "pair_"):
-        key = f"{prefix}image"
-        if key in sample and sample[f"{prefix}sensor"] in stats:
-            table = stats[sample[f"{prefix}sensor"]]
-            image = table.normalize(sample[key], sample[f"{prefix}wavelengths"])
-            sample[key] = image.masked_fill(~sample[f"{prefix}valid"], 0.0)
-    return sample
+    return normalise_sample(sample, stats, prefixes=("", "pair_"))
 
 
 class RandomCrops(Dataset):
