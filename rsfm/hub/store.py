@@ -40,6 +40,7 @@ from rsfm.hub.entry import (
     InvalidNameError,
     next_version,
     normalize_version,
+    sha256_file,
     umask_mode,
     validate_name,
     verify_files,
@@ -459,7 +460,8 @@ def load(
     device: str = "cpu",
 ) -> nn.Module:
     """Rebuild a pushed model in eval mode, its typed card attached as ``model.rsfm_card``
-    (a :class:`~rsfm.hub.card.ModelCard`).
+    (a :class:`~rsfm.hub.card.ModelCard`) and the sha256 of the weights file loaded as
+    ``model.rsfm_weights_sha256``.
 
     Args:
         name_or_path: ``name``, ``name@version`` (resolved in ``hub``), or an entry folder path
@@ -486,6 +488,7 @@ def load(
     model = model_from_config(config)
     load_weights(model, folder / WEIGHTS_NAME, device=device)
     model.rsfm_card = card
+    model.rsfm_weights_sha256 = sha256_file(folder / WEIGHTS_NAME)
     return model.eval()
 
 

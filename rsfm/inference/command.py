@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +121,24 @@ def categorical_colours(count: int) -> list[tuple[float, float, float]]:
     return [tuple(palette(i % palette.N)[:3]) for i in range(count)]
 
 
+def resume_key(
+    model: Any, card: Any, wavelengths: Sequence[float], stats: Any, multilabel: bool
+) -> str:
+    """What identifies the model side of a tiled run in its resume journal: the entry
+    (``name@version``), the sha256 of its weights and a digest of the normalisation and
+    wavelengths fed (a different one never continues another's partial output)."""
+    feed = {
+        "wavelengths": [float(w) for w in wavelengths],
+        "stats": None if stats is None else {k: list(map(float, getattr(stats, k))) for k in
+                                             ("wavelengths", "low", "high", "mean", "std")},
+        "multilabel": multilabel,
+    }  # fmt: skip
+    feed_digest = hashlib.sha256(json.dumps(feed, sort_keys=True).encode()).hexdigest()
+    ref = f"{card.name}@{card.version}" if card is not None else type(model).__name__
+    weights = getattr(model, "rsfm_weights_sha256", None) or "unknown"
+    return f"{ref} (weights sha256 {weights}, inputs fed {feed_digest[:16]})"
+
+
 def tile_main(argv: list[str]) -> int:
     """Parse ``rsfm tile`` arguments and run the tiled engine."""
     parser = argparse.ArgumentParser(
@@ -221,7 +242,9 @@ def tile_main(argv: list[str]) -> int:
         num_classes=channels,
         band_names=names,
         resume=not args.no_resume,
+        resume_key=resume_key(model, card, wavelengths, stats, multilabel),
         device=args.device,
+        notice=lambda message: print(f"rsfm tile: {message}", file=sys.stderr),
     )
     lost = nodata_share(args.output)
     if lost >= EMPTY_OUTPUT_SHARE and nodata_share(args.input, bands) < EMPTY_OUTPUT_SHARE:

@@ -185,6 +185,8 @@ class TiledPredictor:
             one torch thread, so it overlaps the model without competing for its cores) before
             ``predict_fn`` (e.g. ``partial(stats.normalize, wavelengths=w)``); nodata pixels
             are 0 before and after it.
+        notice: Called with messages the user should see (e.g. why a partial run beside the
+            output was not resumed); default: a :class:`UserWarning`.
     """
 
     def __init__(
@@ -192,8 +194,10 @@ class TiledPredictor:
         predict_fn: PredictFn,
         options: TileOptions | None = None,
         normalize: Normalize | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.predict_fn = predict_fn
+        self.notice = notice or (lambda message: warnings.warn(message, stacklevel=3))
         self.options = options or TileOptions()
         self.normalize = normalize
         self.device = torch.device(self.options.device)
@@ -246,6 +250,8 @@ class TiledPredictor:
         writer = self._make_writer(input_path, output_path, meta, channels)
         report = TileReport(str(output_path), tiles_total=len(grid))
         rows_done = writer.open()
+        if writer.restart_reason:
+            self.notice(f"{writer.restart_reason}; starting over")
         start_row = grid.first_row_reaching(rows_done // opts.scale)
         report.resumed_from_row = rows_done
         try:
@@ -530,6 +536,7 @@ def tile_raster(
     checkpoint_rows: int = 256,
     gdal_cache_mb: int | None = None,
     device: str = "cpu",
+    notice: Callable[[str], None] | None = None,
 ) -> Path:
     """Run ``predict_fn`` over a GeoTIFF in overlapping, blended tiles; write a GeoTIFF/COG.
 
@@ -567,6 +574,7 @@ def tile_raster(
         gdal_cache_mb: GDAL block-cache cap during the run (None: two input block rows across
             the width + 8 MB, at least 64 MB; 0: leave GDAL's own setting).
         device: Torch device the batches are moved to.
+        notice: Called with messages for the user (default: a :class:`UserWarning`).
 
     Returns:
         ``output_path``.
@@ -580,7 +588,7 @@ def tile_raster(
         compress=compress, cog=cog, block_size=block_size, overviews=overviews,
         checkpoint_rows=checkpoint_rows, gdal_cache_mb=gdal_cache_mb, device=device,
     )  # fmt: skip
-    TiledPredictor(predict_fn, options, normalize).run(input_path, output_path, bands)
+    TiledPredictor(predict_fn, options, normalize, notice).run(input_path, output_path, bands)
     return Path(output_path)
 
 

@@ -41,6 +41,18 @@ def params_digest(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _params_difference(previous: dict[str, Any], current: dict[str, Any]) -> str:
+    """Which run parameters differ between a journal and this run, in words."""
+    current = json.loads(json.dumps(current, default=str))  # the journal's JSON form
+    if previous.get("resume_key") != current.get("resume_key"):
+        return (
+            f"it was written by {previous.get('resume_key') or 'an unnamed model'}, this run "
+            f"uses {current.get('resume_key') or 'an unnamed model'}"
+        )
+    keys = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    return f"it was written with other options ({', '.join(keys) or 'format'})"
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` via a fsynced temp file and ``os.replace``."""
     tmp = path.with_name(path.name + ".tmp")
@@ -138,6 +150,8 @@ class ResumableGeoTiffWriter:
         self.resume = resume
         self.rows_done = 0
         self.block_crcs: list[int] = []
+        # Why an existing journal was not resumed (None: there was none, or it was resumed).
+        self.restart_reason: str | None = None
         self._pending = np.empty((self.count, self.block_rows, self.width), dtype=self.dtype)
         self._pending_rows = 0
 
@@ -163,30 +177,40 @@ class ResumableGeoTiffWriter:
         return 0
 
     def _load_journal(self) -> bool:
-        """Adopt the journal when it belongs to this run and the work file checks out."""
+        """Adopt the journal when it belongs to this run and the work file checks out; else
+        leave the reason in :attr:`restart_reason` (when there was a journal at all)."""
         try:
             journal = json.loads(self.journal_path.read_text())
+        except FileNotFoundError:
+            return False
         except (OSError, ValueError):
-            return False
-        if journal.get("version") != JOURNAL_VERSION or journal.get("digest") != self.digest:
-            return False
+            return self._refuse("its journal is unreadable")
+        if journal.get("version") != JOURNAL_VERSION:
+            return self._refuse(f"its journal has format {journal.get('version')}")
+        if journal.get("digest") != self.digest:
+            return self._refuse(_params_difference(journal.get("params") or {}, self.params))
         crcs, rows_done = list(journal.get("block_crc32", [])), int(journal.get("rows_done", 0))
+        damaged = "its work file no longer matches the journal"
         try:
             with rasterio.open(self.work_path) as src:
                 if (src.height, src.width, src.count) != (self.height, self.width, self.count):
-                    return False
+                    return self._refuse(damaged)
                 for index, expected in enumerate(crcs):
                     top = index * self.block_rows
                     rows = min(self.block_rows, rows_done - top)
                     block = src.read(window=Window(0, top, self.width, rows))
                     if zlib.crc32(np.ascontiguousarray(block).tobytes()) != expected:
-                        return False
+                        return self._refuse(damaged)
         except RasterioError:
-            return False
+            return self._refuse(damaged)
         if rows_done != min(len(crcs) * self.block_rows, self.height):
-            return False
+            return self._refuse(damaged)
         self.rows_done, self.block_crcs = rows_done, crcs
         return True
+
+    def _refuse(self, reason: str) -> bool:
+        self.restart_reason = f"the partial run at {self.work_path} is not resumed: {reason}"
+        return False
 
     def _save_journal(self) -> None:
         _write_json_atomic(
