@@ -25,7 +25,7 @@ import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lightning.pytorch.cli import LightningCLI
@@ -55,6 +55,194 @@ CORE_MODULES = (
 )
 
 
+class ConfigError(ValueError):
+    """A ``fit|validate|test|predict`` config the parser refuses (one line: key, suggestion)."""
+
+
+# Spellings of a key that difflib cannot match (``learning_rate`` and ``lr`` share 2 letters).
+KEY_ALIASES = {
+    "learning_rate": "lr",
+    "epochs": "max_epochs",
+    "steps": "max_steps",
+    "gpus": "devices",
+    "workers": "num_workers",
+    "batchsize": "batch_size",
+    "bs": "batch_size",
+}
+
+
+def did_you_mean(key: str, valid: list[str] | set[str]) -> list[str]:
+    """Close spellings of ``key`` among ``valid`` (alias, initials like ``lr``, then difflib)."""
+    import difflib
+
+    valid = sorted(set(valid))
+    found = [KEY_ALIASES[key]] if KEY_ALIASES.get(key) in valid else []
+    initials = "".join(word[0] for word in key.split("_") if word)
+    if "_" in key and initials in valid:
+        found.append(initials)
+    found += difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
+    return list(dict.fromkeys(found))[:2]
+
+
+def _class_options(class_path: str) -> list[str]:
+    """The init arguments jsonargparse accepts for ``class_path`` (empty when unimportable)."""
+    from jsonargparse import ArgumentParser
+
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, "x", fail_untyped=False)
+    except Exception:  # noqa: BLE001 - a suggestion is best effort
+        return []
+    return sorted({a.dest.split(".")[1] for a in parser._actions if a.dest.startswith("x.")})
+
+
+def _parser_keys(parser: Any) -> list[str]:
+    """Every dotted key a (subcommand) parser accepts: ``trainer.max_epochs``, ``model``, ..."""
+    return [a.dest for a in getattr(parser, "_actions", []) if a.dest not in ("help", "config")]
+
+
+def _where(key: str, given: list[str], from_command_line: bool) -> str:
+    """``on the command line`` or ``in A.yaml`` (the config files given)."""
+    flags = [a.split("=")[0] for a in given if a.startswith("--")]
+    if from_command_line or f"--{key}" in flags:
+        return "on the command line"
+    configs = [b for a, b in zip(given, given[1:], strict=False) if a in ("-c", "--config")]
+    configs += [a.split("=", 1)[1] for a in given if a.startswith("--config=")]
+    return f"in {', '.join(configs)}" if configs else "in the config"
+
+
+def _suggestion(key: str, valid: list[str]) -> str:
+    close = did_you_mean(key, valid)
+    if close:
+        return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
+    return f"valid keys: {', '.join(valid)}" if valid else ""
+
+
+def describe_config_error(message: str, parser: Any, given: list[str]) -> str:
+    """One line for a jsonargparse error: the offending key and a "did you mean" first.
+
+    Args:
+        message: The ``ArgumentError`` text (multi-line, nested for class_path values).
+        parser: The subcommand's parser (its keys are the valid top-level / trainer keys).
+        given: The command-line arguments (to say whether the key came from a file or flags).
+    """
+    import re
+
+    command = next((a for a in given if a in LIGHTNING_COMMANDS), "fit")
+    help_hint = f"every option: rsfm {command} --config C.yaml --help"
+    unknown = re.search(r"does not accept option '([^']+)'", message) or re.search(
+        r"unrecognized arguments: --?([^\s=]+)", message
+    )
+    if unknown:  # a top-level, trainer or other plain key (YAML: 'does not accept'; CLI flags)
+        key = unknown.group(1)
+        parts, keys = key.split("."), _parser_keys(parser)
+        depth = 0  # the first component no accepted key has at this position
+        while depth < len(parts) and any(
+            k.split(".")[: depth + 1] == parts[: depth + 1] for k in keys
+        ):
+            depth += 1
+        depth = min(depth, len(parts) - 1)
+        level = sorted(
+            {
+                k.split(".")[depth]
+                for k in keys
+                if k.count(".") >= depth and k.split(".")[:depth] == parts[:depth]
+            }
+        )
+        shown = ".".join(parts[: depth + 1])
+        shown = f"`{shown}`" + (f" (in `{key}`)" if shown != key else "")
+        where = _where(key, given, from_command_line="unrecognized arguments" in message)
+        return f"unknown key {shown} {where}: {_suggestion(parts[depth], level)} ({help_hint})"
+    lines = [line for line in message.splitlines() if line.strip()]
+    leaf = _deepest_error(lines)
+    if leaf is None:
+        return f"{' '.join(message.split())} ({help_hint})"
+    key, class_path, value = _error_key(lines, leaf)
+    text = lines[leaf].strip().removeprefix("- ")
+    if key == "?":  # not nested under a key: e.g. no --config at all
+        if "arguments are required" in text:
+            help_hint = f"give --config C.yaml; `rsfm {command} --help` lists the recipes"
+        return f"{text} ({help_hint})"
+    where = _where(key, given, from_command_line=any("NestedArg" in line for line in lines))
+    option = re.fullmatch(r"Option '([^']+)' is not accepted", text)
+    if option and class_path:  # an init argument of a class_path value (model, data, ...)
+        valid = _class_options(class_path)
+        return (
+            f"unknown key `{key}.{option.group(1)}` {where}: {_suggestion(option.group(1), valid)}"
+            f" ({class_path} takes: {', '.join(valid) or '?'}; {help_hint})"
+        )
+    missing = re.fullmatch(r"module '([^']+)' has no attribute '([^']+)'", text)
+    if missing and class_path:  # a misspelled class name
+        module = sys.modules.get(missing.group(1))
+        names = [n for n in dir(module) if n[:1].isupper()] if module is not None else []
+        return (
+            f"unknown class `{class_path}` at `{key.removesuffix('.init_args')}.class_path`"
+            f" {where}: "
+            f"{_suggestion(missing.group(2), names)} ({help_hint})"
+        )
+    got = f", got {value}" if value is not None else ""
+    return f"`{key}` {where}: {text}{got} ({help_hint})"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _deepest_error(lines: list[str]) -> int | None:
+    """Index of the most nested error line of a jsonargparse message (not ``NoneType``)."""
+    skip = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value")
+    best = None
+    for i, line in enumerate(lines):
+        text = line.strip().removeprefix("- ")
+        if text.startswith(skip) or "<class 'NoneType'>" in text or text.endswith(":"):
+            continue
+        if best is None or _indent(line) > _indent(lines[best]):
+            best = i
+    return best
+
+
+def _error_key(lines: list[str], leaf: int) -> tuple[str, str | None, str | None]:
+    """Dotted key of the error at ``lines[leaf]``, its innermost class_path and given value.
+
+    The message nests ``Parser key "K":`` and ``- Problem with given class_path 'C':`` blocks
+    by indentation; a class given as ``{class_path, init_args}`` adds ``init_args``, a list of
+    them ``[Name]``, a dataclass nothing.
+    """
+    import re
+
+    chain, depth = [], _indent(lines[leaf])
+    for i in range(leaf - 1, -1, -1):
+        if _indent(lines[i]) < depth and re.match(
+            r'\s*(Parser key "|- Problem with given)', lines[i]
+        ):
+            chain.append(i)
+            depth = _indent(lines[i])
+    parts: list[str] = []
+    class_path = value = value_type = None
+    for i in reversed(chain):
+        found = re.match(r'\s*Parser key "([^"]+)"', lines[i])
+        if found:
+            parts.append(found.group(1))
+            own = [
+                line.strip()
+                for line in lines[i + 1 :]
+                if _indent(line) == _indent(lines[i]) + 2 and line.strip().startswith("Given")
+            ]
+            value_type = next((g for g in own if g.startswith("Given value type:")), "")
+            value = next(
+                (g.split(":", 1)[1].strip() for g in own if g.startswith("Given value:")), None
+            )
+            continue
+        class_path = re.search(r"class_path '([^']+)'", lines[i]).group(1)
+        if "'list'" in value_type:
+            parts[-1] += f"[{class_path.rpartition('.')[2]}]"
+        if value is not None and ("class_path" in value or value.startswith("NestedArg")):
+            parts.append("init_args")
+    return ".".join(parts) or "?", class_path, value
+
+
 def lightning_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run LightningCLI with any rsfm task / datamodule selected by ``class_path`` in YAML.
 
@@ -72,7 +260,23 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
         importlib.import_module(module)
 
     class RsfmCLI(LightningCLI):
-        """LightningCLI that ends ``fit`` with where everything went and what to do next."""
+        """LightningCLI that ends ``fit`` with where everything went and what to do next.
+
+        A config the parser refuses raises :class:`ConfigError`, whose one-line message starts
+        with the offending key and a "did you mean" (no usage dump; see :func:`main`).
+        """
+
+        def parse_arguments(self, parser: Any, args: Any) -> None:
+            """Parse; a refused config raises :class:`ConfigError` (key and suggestion first)."""
+            from argparse import ArgumentError
+
+            try:
+                super().parse_arguments(parser, args)
+            except ArgumentError as err:
+                given = list(sys.argv[1:] if args is None else args)
+                command = next((a for a in given if a in LIGHTNING_COMMANDS), None)
+                subparser = getattr(self, "_subcommand_parsers", {}).get(command, parser)
+                raise ConfigError(describe_config_error(str(err), subparser, given)) from err
 
         def after_fit(self) -> None:
             """Print checkpoints, final metrics, config, logs and the push command."""
@@ -88,6 +292,7 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},  # errors raise: RsfmCLI.parse_arguments
         args=args,
         run=run,
         auto_configure_optimizers=False,
@@ -199,7 +404,7 @@ def one_line_error(err: BaseException, command: str) -> str:
     """``rsfm COMMAND: error: ...`` on one line; rsfm's own errors already name file and fix."""
     message = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
     text = " ".join(str(message).split()) or type(err).__name__
-    if type(err).__module__.split(".")[0] not in ("rsfm", "builtins"):
+    if type(err).__module__.split(".")[0] not in ("rsfm", "builtins", "__main__"):  # -m rsfm.cli
         text = f"{type(err).__name__}: {text}"
     return f"rsfm {command}: error: {text} (--debug or {DEBUG_ENV}=1 for the traceback)"
 
@@ -217,9 +422,9 @@ def main(argv: list[str] | None = None, one_line_errors: bool | None = None) -> 
         sys.argv[1:] = args
     one_line = from_shell if one_line_errors is None else one_line_errors
     if debug or not one_line:
-        return _dispatch(args, from_shell)
+        return _dispatch(args, from_shell, debug)
     try:
-        return _dispatch(args, from_shell)
+        return _dispatch(args, from_shell, debug)
     except KeyboardInterrupt:
         print("rsfm: interrupted", file=sys.stderr)
         return 130
@@ -228,7 +433,7 @@ def main(argv: list[str] | None = None, one_line_errors: bool | None = None) -> 
         return 1
 
 
-def _dispatch(args: list[str], from_shell: bool) -> int:
+def _dispatch(args: list[str], from_shell: bool, debug: bool = False) -> int:
     argv = list(args)
     if not argv or argv[0] in {"-h", "--help"}:
         print(
@@ -253,7 +458,13 @@ def _dispatch(args: list[str], from_shell: bool) -> int:
             argv = [argv[0], "--help"]
             if from_shell:
                 sys.argv[1:] = argv
-        lightning_main(None if from_shell else argv)  # None: LightningCLI reads sys.argv itself
+        try:
+            lightning_main(None if from_shell else argv)  # None: LightningCLI reads sys.argv
+        except ConfigError as err:  # a usage error: one line first, exit 2 (as argparse)
+            if debug:
+                raise
+            print(one_line_error(err, argv[0]), file=sys.stderr)
+            raise SystemExit(2) from None
         return 0
     if argv[0] in COMMANDS:
         module_name, function_name = COMMANDS[argv[0]].split(":")
