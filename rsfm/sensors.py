@@ -319,6 +319,27 @@ register_sensor(
         "Maxar WorldView-2 multispectral, 4 of its 8 bands (blue, green, red, NIR1), 1.84 m",
     )
 )
+# Panchromatic bands: Landsat 8/9 OLI B8 (503-676 nm, 15 m; USGS Landsat 8 Data Users
+# Handbook) and a generic 450-800 nm pan band (WorldView-, Pleiades-, SPOT-class) for files
+# that say nothing else; `--wavelengths 450-800` describes any other one.
+register_sensor(
+    Sensor(
+        "landsat8_pan",
+        "optical",
+        _bands([("B8", 589.5, 173.0, 15.0)]),
+        "Landsat 8/9 OLI panchromatic band B8 (503-676 nm), 15 m",
+        aliases=("landsat9_pan", "l8_pan"),
+    )
+)
+register_sensor(
+    Sensor(
+        "pan",
+        "optical",
+        _bands([("PAN", 625.0, 350.0, 0.5)]),
+        "Generic panchromatic band, 450-800 nm (VHR class)",
+        aliases=("panchromatic",),
+    )
+)
 register_sensor(
     Sensor(
         "worldview2_pan",

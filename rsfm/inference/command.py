@@ -149,7 +149,21 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("input", type=Path, help="input GeoTIFF")
     parser.add_argument("output", type=Path, help="output GeoTIFF (tiled, compressed)")
     parser.add_argument("--hub", default=None, help="hub directory / URL (default: checkpoints/)")
-    parser.add_argument("--sensor", default=None, help="registered sensor of the input's bands")
+    parser.add_argument(
+        "--sensor",
+        default=None,
+        help="registered sensor of the input's bands (`rsfm data sensors`; e.g. pan)",
+    )
+    parser.add_argument(
+        "--bands",
+        default=None,
+        help="input bands to use: 1-based indexes, ranges or descriptions (e.g. 1,2 or VV,VH)",
+    )
+    parser.add_argument(
+        "--wavelengths",
+        default=None,
+        help="the bands' centres or passbands in nm, one per band (e.g. 450-800 for a pan band)",
+    )
     parser.add_argument("--segmenter", default=None, help="segmenter assessed by an SQA model")
     parser.add_argument(
         "--output",
@@ -167,7 +181,11 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
     parser.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
-    parser.add_argument("--allow-missing-bands", action="store_true")
+    parser.add_argument(
+        "--allow-missing-bands",
+        action="store_true",
+        help="no notice when the input lacks bands the model was trained with",
+    )
     parser.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     parser.add_argument("--plot", type=Path, default=None, help="also write a side-by-side PNG")
     parser.add_argument(
@@ -181,7 +199,12 @@ def tile_main(argv: list[str]) -> int:
     import torch
 
     from rsfm.hub import load
-    from rsfm.inference.bands import input_sensor, select_bands, true_colour_bands
+    from rsfm.inference.bands import (
+        input_sensor,
+        match_bands,
+        parse_band_subset,
+        true_colour_bands,
+    )
     from rsfm.inference.engine import check_output_path, tile_raster
     from rsfm.inference.input_checks import (
         EMPTY_OUTPUT_SHARE,
@@ -205,9 +228,17 @@ def tile_main(argv: list[str]) -> int:
             f"{args.model} is a {card.task if card else '?'} model (output {kind!r}); use "
             f"{_OTHER_COMMANDS.get(kind, 'the command of its family')}"
         )
-    sensor = input_sensor(args.input, args.sensor, card)
-    bands, wavelengths, stats = select_bands(args.input, sensor, card, args.allow_missing_bands)
-    for notice in input_notices(args.input, sensor, card, bands, wavelengths, stats):
+    subset = parse_band_subset(args.input, args.bands)
+    sensor = input_sensor(args.input, args.sensor, card, subset, args.wavelengths)
+    selection = match_bands(
+        args.input, sensor, card, args.allow_missing_bands, model=model, subset=subset
+    )
+    bands, wavelengths, stats = selection.bands, selection.wavelengths, selection.stats
+    notices = [
+        *selection.notices,
+        *input_notices(args.input, sensor, card, bands, wavelengths, stats),
+    ]
+    for notice in notices:
         if args.strict:
             print(f"rsfm tile: refused (--strict): {notice}", file=sys.stderr)
             return 2

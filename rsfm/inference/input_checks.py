@@ -64,7 +64,7 @@ def check_readable(path: Path) -> None:
         ) from None
 
 
-def _sample(path: Path, bands: list[int]) -> np.ndarray:
+def sample_valid_pixels(path: Path, bands: list[int]) -> np.ndarray:
     """A decimated read [C, N] of the valid pixels of ``bands`` (1-based)."""
     with rasterio.open(path) as src:
         shape = (len(bands), *decimated_shape(src.height, src.width, SAMPLE_SIDE))
@@ -104,7 +104,7 @@ def statistics_notice(
     """A one-line notice when the input's values look like other units than training's."""
     if stats is None:
         return None
-    far = far_bands(_sample(path, bands), np.asarray(wavelengths), stats)
+    far = far_bands(sample_valid_pixels(path, bands), np.asarray(wavelengths), stats)
     if not far:
         return None
     shown = "; ".join(far[:3]) + (f"; and {len(far) - 3} more" if len(far) > 3 else "")

@@ -212,5 +212,8 @@ def test_band_selection_reads_every_stage_of_the_typed_card(tmp_path: Path) -> N
     assert input_sensor(naip, None, unnormalised).name == "naip"
     assert select_bands(naip, sensor, unnormalised, allow_missing=False)[0] == [1, 2, 3, 4]
     only_s2 = ModelCard(sensors={"sentinel2_l1c": card.sensors["sentinel2_l1c"]})
+    with pytest.raises(BandMismatchError, match="lacks bands the model was trained with"):
+        select_bands(naip, get_sensor("naip"), only_s2, allow_missing=False)  # fixed-band
+    sar = write_geotiff(tmp_path / "s1.tif", np.ones((2, 16, 16), dtype=np.float32))
     with pytest.raises(BandMismatchError, match="none of its bands"):
-        select_bands(naip, get_sensor("naip"), only_s2, allow_missing=False)
+        select_bands(sar, get_sensor("sentinel1_grd"), only_s2, allow_missing=False)
