@@ -9,8 +9,7 @@ One rule serves selection and normalisation (documented in docs/tiled_inference.
   any other model (fixed bands) takes a band whose centre lies in the passband of a training
   band (centre +- FWHM / 2, at least +- ``PASSBAND_FLOOR_NM``).
 - **Which statistics.** A band uses the card's statistics row whose passband holds its centre,
-  from one sensor: the input's own sensor first, else the sensor covering most bands (the fewest
-  other bands on a tie). A band no row covers gets statistics from the input itself (a
+  from one sensor: the one covering most bands (ties: :func:`_assemble_stats`). A band no row covers gets statistics from the input itself (a
   decimated read), with a notice. The table returned is keyed by the input's own wavelengths,
   so normalisation finds every row exactly.
 - **Missing bands.** Training bands of that sensor absent from the input give a notice for a
@@ -327,7 +326,9 @@ def match_bands(
         )
         if not all(own_rows):
             shown = [
-                f"{n} ({w:g} nm)" for n, w, o in zip(names, kept, own_rows, strict=True) if not o
+                n if "nm" in n.lower() or "nanometer" in n.lower() else f"{n} ({w:g} nm)"
+                for n, w, o in zip(names, kept, own_rows, strict=True)
+                if not o
             ]
             notices.append(
                 f"{path}: the model has no normalisation statistics for {len(shown)} of its "
@@ -370,7 +371,11 @@ def _assemble_stats(
     file_bands: list[int],
 ) -> tuple[BandStats, str | None, list[bool]]:
     """Statistics rows for ``waves`` (see the module docstring): the table, the card sensor
-    they come from (None: none covers any band) and per band whether the card covered it."""
+    they come from (None: none covers any band) and per band whether the card covered it.
+
+    Sensors rank by bands covered, then the input's own sensor, then its platform (the name
+    before the first ``_``, e.g. ``landsat8``), then the summed centre offsets, then the fewest
+    bands."""
     candidates = []
     for order, (name, table) in enumerate(card.normalization.items()):
         passbands = [
@@ -379,8 +384,13 @@ def _assemble_stats(
         ]
         rows = [_nearest_row(w, table.wavelengths, passbands) for w in waves]
         covered = sum(r is not None for r in rows)
-        candidates.append((-covered, name != own, len(table.wavelengths), order, name, rows))
-    _, _, _, _, source, rows = min(candidates)
+        offset = sum(
+            abs(table.wavelengths[r] - w) for r, w in zip(rows, waves, strict=True) if r is not None
+        )
+        platform = name.split("_")[0] != own.split("_")[0]
+        rank = (-covered, name != own, platform, round(offset, 3), len(table.wavelengths), order)
+        candidates.append((rank, name, rows))
+    _, source, rows = min(candidates)
     table = card.normalization[source]
     if all(r is None for r in rows):
         source = None
