@@ -109,6 +109,79 @@ def test_cfg_with_both_conditions_dropped_equals_the_unconditional_prediction() 
     assert (conditioned - unconditional).abs().mean() > 1e-3  # conditions do change it
 
 
+def _distinct_null_resolution(model: Text2Earth) -> None:
+    """A learned-looking null token, far from every sinusoidal feature (zeros at init)."""
+    with torch.no_grad():
+        model.null_resolution.copy_(torch.linspace(-3.0, 3.0, model.resolution_dim))
+
+
+def test_guidance_feeds_the_null_resolution_to_both_resolution_free_branches() -> None:
+    """One guided sampling step, spied at the UNet: values of each branch's conditions.
+
+    The batched UNet call is ``[null text + null res | text + null res | text + res]``; feeding
+    the real resolution to a resolution-free branch silently cancels resolution guidance.
+    """
+    model = _small().eval()
+    _distinct_null_resolution(model)
+    captions, gsd = ["mostly forest", "a river"], [10.0, 2.0]
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def spy(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.append(
+            {
+                "text": kwargs["encoder_hidden_states"].detach().clone(),
+                "resolution": kwargs["class_labels"].detach().clone(),
+            }
+        )
+
+    handle = model.unet.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        model.generate(captions, gsd, steps=1, text_scale=3.0, gsd_scale=2.0)
+    finally:
+        handle.remove()
+    assert len(seen) == 1  # one batched call per step
+    resolution, text = seen[0]["resolution"], seen[0]["text"]
+    assert resolution.shape == (6, model.resolution_dim)
+    null, real = model.null_resolution.detach(), model.resolution_features(gsd).detach()
+    assert not torch.allclose(null, real[0]) and not torch.allclose(real[0], real[1])
+    for row in range(2):  # unconditional and text-only halves: the null resolution
+        assert torch.equal(resolution[row], null), row
+        assert torch.equal(resolution[2 + row], null), row
+    assert torch.equal(resolution[4:], real)  # the fully conditioned branch: the real GSDs
+    with torch.no_grad():
+        null_text, real_text = model.encode_text(["", ""]), model.encode_text(captions)
+    # (text states: batched vs single encoding differ in the last float bits)
+    torch.testing.assert_close(text[:2], null_text)
+    torch.testing.assert_close(text[2:4], real_text)
+    torch.testing.assert_close(text[4:], real_text)
+
+
+def test_guided_prediction_equals_guidance_over_three_separate_unet_calls() -> None:
+    """``p_null + s_t (p_text - p_null) + s_g (p_full - p_text)`` from independent calls."""
+    model = _small().eval()
+    _distinct_null_resolution(model)
+    sample, t = (
+        torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3)),
+        torch.tensor(600),
+    )
+    with torch.no_grad():
+        text = model.encode_text(["mostly forest", "a river"])
+        null_text = model.encode_text(["", ""])
+        real = model.resolution_features([10.0, 2.0])
+        null = model.resolution_features([None, None])
+        p_null = model.denoise(sample, t, null_text, null)
+        p_text = model.denoise(sample, t, text, null)
+        p_full = model.denoise(sample, t, text, real)
+        guided = model.guided_prediction(sample, t, text, real, 3.0, 2.0)
+        # Only the resolution scale: p_text + s_g (p_full - p_text), p_text without the GSD.
+        gsd_only = model.guided_prediction(sample, t, text, real, 1.0, 4.0)
+    expected = p_null + 3.0 * (p_text - p_null) + 2.0 * (p_full - p_text)
+    torch.testing.assert_close(guided, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gsd_only, p_text + 4.0 * (p_full - p_text), rtol=1e-4, atol=1e-5)
+    # The resolution term is not negligible, so a wrong branch shows in the values.
+    assert (p_full - p_text).abs().mean() > 1e-3
+
+
 def test_save_load_hub_and_plain_diffusers(tmp_path: Path) -> None:
     from diffusers import UNet2DConditionModel
 
