@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+import torch.nn.functional as F
 from conftest import CONF, REPO
 from filelock import FileLock
 
@@ -19,7 +20,7 @@ from rsfm.data.collate import collate_samples
 from rsfm.data.datamodules.triplets import TripletDataModule
 from rsfm.data.triplets import TripletDataset
 from rsfm.evaluation.super_resolution import masked_psnr, sr_metrics
-from rsfm.models.crefdiff import CRefDiffModel, crefdiff_tiny, srdiff_tiny
+from rsfm.models.crefdiff import CRefDiffModel, LocalBranch, crefdiff_tiny, srdiff_tiny
 from rsfm.models.registry import create_model, list_models, model_config, model_from_config
 from rsfm.tasks.refsr import RefSRTask
 
@@ -110,6 +111,39 @@ def test_strength_map_is_respected() -> None:
     assert on > 1.5 * off
     with pytest.raises(ValueError, match="start must be one of"):
         model.sample(data["lr"], None, start="middle")
+
+
+class _AttendedIsReference(torch.nn.Module):
+    """Stands in for the window attention: the attended features are the reference's own."""
+
+    def forward(self, query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return reference
+
+
+def test_local_gate_scales_by_the_cosine_similarity_of_lr_and_attended_features() -> None:
+    """gate = sigmoid(learned) x (cos(lr, attended) + 1) / 2: 1, 1/2, 0 for identical,
+    orthogonal and negated attended features (per pixel, over channels)."""
+    torch.manual_seed(0)
+    branch = LocalBranch(dim=8, heads=2, window=4, halo=1).eval()
+    branch.attend = _AttendedIsReference()
+    lr = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(4))
+    orthogonal = torch.empty_like(lr)
+    orthogonal[:, 0::2], orthogonal[:, 1::2] = -lr[:, 1::2], lr[:, 0::2]  # pairwise rotation
+    assert float(F.cosine_similarity(lr, orthogonal, dim=1).abs().max()) < 1e-6
+    for reference, factor in ((lr, 1.0), (orthogonal, 0.5), (-lr, 0.0)):
+        with torch.no_grad():
+            features, gate = branch(lr, reference)
+            learned = torch.sigmoid(branch.gate(torch.cat([lr, reference], dim=1)))
+            value = branch.value(reference)
+        assert gate.shape == (2, 1, 6, 6)
+        assert float(learned.min()) > 0.05  # so a missing factor would show
+        torch.testing.assert_close(gate, learned * factor, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(features, learned * factor * value, rtol=1e-5, atol=1e-6)
+    # The similarity is of directions: a brighter copy of the LR features is still "identical".
+    with torch.no_grad():
+        _, gate = branch(lr, 3.0 * lr)
+        learned = torch.sigmoid(branch.gate(torch.cat([lr, 3.0 * lr], dim=1)))
+    torch.testing.assert_close(gate, learned, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- short training
