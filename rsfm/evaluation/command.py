@@ -41,11 +41,19 @@ def _parser() -> argparse.ArgumentParser:
         "--protocol",
         nargs="+",
         default=["knn", "linear"],
-        choices=["knn", "linear", "predict"],
-        help="knn / linear: frozen-feature probes; predict: apply a fine-tuned segmenter "
-        "(normalised with its own card) to the test split, alone",
+        choices=["knn", "linear", "frozen_head", "finetune", "predict"],
+        help="knn / linear: frozen-feature probes; frozen_head: a UPerNet (pooled for "
+        "classification) head trained on the frozen encoder; finetune: head and encoder "
+        "trained; predict: apply a fine-tuned segmenter (normalised with its own card) to the "
+        "test split, alone",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--head-steps",
+        type=int,
+        default=200,
+        help="AdamW steps of the frozen_head / finetune heads (batches of 8 random 64 px crops)",
+    )
     parser.add_argument("--data-root", default=None, help="folder holding the dataset folders")
     parser.add_argument(
         "--hub", default=None, help="hub location (default: $RSFM_HUB or ./checkpoints)"
@@ -133,6 +141,7 @@ def evaluate_main(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from rsfm.data.catalogue import dataset_info, load_dataset
+    from rsfm.evaluation.heads import HeadRecipe
     from rsfm.evaluation.protocols import EncoderSpec, evaluate_one, summarise
 
     for name in args.dataset:
@@ -153,7 +162,7 @@ def evaluate_main(argv: list[str]) -> int:
             )
         results += evaluate_one(
             dataset, EncoderSpec(encoder), args.protocol, seed, hub=args.hub,
-            splits=splits[dataset], cache=cache,
+            splits=splits[dataset], cache=cache, recipe=HeadRecipe(steps=args.head_steps),
         )  # fmt: skip
     rows = summarise(results)
     out = Path(args.out)
@@ -163,6 +172,7 @@ def evaluate_main(argv: list[str]) -> int:
         "datasets": args.dataset,
         "protocols": args.protocol,
         "seeds": args.seeds,
+        "head_steps": args.head_steps,
         "command": "rsfm evaluate " + " ".join(argv),
         "wall_s": round(time.perf_counter() - started, 1),
         "summary": rows,

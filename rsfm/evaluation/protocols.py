@@ -1,4 +1,5 @@
-"""Encoder evaluation protocols on catalogue datasets: frozen features -> k-NN / linear probe.
+"""Encoder evaluation protocols on catalogue datasets: frozen features -> k-NN / linear probe,
+and trained heads (frozen encoder + UPerNet / pooled head, or fine-tuning; :mod:`.heads`).
 
 An *encoder spec* names what is evaluated:
 
@@ -29,6 +30,13 @@ from torch import nn
 
 from rsfm.data.catalogue import ChipDataset, DatasetInfo, load_dataset
 from rsfm.data.catalogue.base import normalise_sample
+from rsfm.evaluation.heads import (
+    HEAD_PROTOCOLS,
+    HeadRecipe,
+    head_model,
+    predict_split,
+    train_head,
+)
 from rsfm.evaluation.probes import (
     IGNORE_INDEX,
     accuracy,
@@ -40,7 +48,7 @@ from rsfm.evaluation.probes import (
     predict_linear,
 )
 
-PROTOCOLS = ("knn", "linear", "predict")
+PROTOCOLS = ("knn", "linear", "frozen_head", "finetune", "predict")
 BASELINES = ("raw", "ndwi")
 MAX_TRAIN_PIXELS = 20_000
 MAX_TEST_PIXELS = 200_000
@@ -82,7 +90,7 @@ class FrozenEncoder:
 
     def __init__(self, spec: EncoderSpec, seed: int, hub: str | None = None) -> None:
         from rsfm.hub import load
-        from rsfm.models.registry import create_model, is_model, model_from_config
+        from rsfm.models.registry import create_model, is_model, model_config, model_from_config
 
         if spec.kind == "random" and is_model(spec.ref):
             torch.manual_seed(seed)
@@ -99,6 +107,7 @@ class FrozenEncoder:
             model = load(spec.ref, hub)
         self.encoder: nn.Module = getattr(model, "encoder", model).eval()
         self.patch_size = int(self.encoder.patch_size)
+        self.config = model_config(model)  # the architecture, for a trained head around it
 
     def _padded(self, image: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         height, width = image.shape[-2:]
@@ -275,11 +284,13 @@ def evaluate_one(
     hub: str | None = None,
     splits: tuple[ChipDataset, ChipDataset] | None = None,
     cache: dict[tuple[str, str], Any] | None = None,
+    recipe: HeadRecipe | None = None,
 ) -> list[Result]:
     """Scores of one encoder on one dataset for each protocol, with one seed.
 
     ``cache`` keeps the features of seed-independent encoders (hub models, ``raw``) between
-    seeds, keyed by (encoder, dataset).
+    seeds, keyed by (encoder, dataset); ``recipe`` trains the heads of ``frozen_head`` and
+    ``finetune`` (default :class:`~rsfm.evaluation.heads.HeadRecipe`).
     """
     train, test = splits or (load_dataset(dataset_name, "train", root), None)
     if test is None:
@@ -297,6 +308,18 @@ def evaluate_one(
         return [Result(spec.text, info.name, "predict", seed, metrics)]
     stats = train.compute_band_stats()
     train.band_stats, test.band_stats = stats, stats
+    results = []
+    heads = [p for p in protocols if p in HEAD_PROTOCOLS]
+    if heads and spec.kind != "raw":
+        frozen = FrozenEncoder(spec, seed, hub)
+        for protocol in heads:
+            model = head_model(frozen.config, frozen.encoder, info, seed, recipe or HeadRecipe())
+            train_head(model, train, protocol, seed, recipe or HeadRecipe())
+            metrics = _scores(info, *predict_split(model, test))
+            results.append(Result(spec.text, info.name, protocol, seed, metrics))
+    protocols = [p for p in protocols if p not in HEAD_PROTOCOLS]
+    if not protocols:
+        return results
     key = (spec.text, info.name)
     if cache is not None and spec.kind != "random" and key in cache:
         (x_train, y_train), (x_test, y_test) = cache[key]
@@ -310,7 +333,6 @@ def evaluate_one(
     x_train, y_train = subsample(x_train, y_train, MAX_TRAIN_PIXELS, generator)
     x_test, y_test = subsample(x_test, y_test, MAX_TEST_PIXELS, generator)
     multilabel = info.task == "multilabel"
-    results = []
     for protocol in protocols:
         if protocol == "linear":
             layer, scaler = fit_linear_probe(
