@@ -312,7 +312,15 @@ def data_main(argv: list[str]) -> int:
     stats = sub.add_parser("stats", help="compute per-band normalisation statistics")
     stats.add_argument("paths", nargs="+", help="GeoTIFF files or directories")
     stats.add_argument("--sensor", default=None, help="registered sensor (default: file tags)")
-    stats.add_argument("--samples", type=int, default=256, help="random windows to sample")
+    stats.add_argument(
+        "--samples", type=int, default=256, help="most windows read (a small raster: all of it)"
+    )
+    stats.add_argument(
+        "--nonfinite",
+        choices=("error", "mask"),
+        default="error",
+        help="NaN/inf pixels that are not nodata: refuse the file (default) or leave them out",
+    )
     stats.add_argument("--out", type=Path, required=True, help="output JSON")
     ns = parser.parse_args(argv)
 
@@ -340,11 +348,36 @@ def data_main(argv: list[str]) -> int:
             config = SyntheticWorldConfig(seed=ns.seed, n_scenes=ns.scenes)
         print(ensure_synthetic_world(ns.root, config))
         return 0
+    return _data_stats(ns)
+
+
+def _data_stats(ns: argparse.Namespace) -> int:
+    """``rsfm data stats``: the errors a user meets speak of its flags, not Python keywords."""
+    from rsfm.data.errors import BandMismatchError, NonFiniteError
     from rsfm.data.raster import SensorRasterDataset
     from rsfm.data.stats import compute_band_stats
 
-    dataset = SensorRasterDataset(ns.paths, sensor=ns.sensor, skip_empty=True)
-    result = compute_band_stats(dataset, n_samples=ns.samples)
+    try:
+        dataset = SensorRasterDataset(
+            ns.paths, sensor=ns.sensor, skip_empty=True, nonfinite=ns.nonfinite
+        )
+    except BandMismatchError as err:
+        if ns.sensor is not None or not isinstance(err.__cause__, ValueError):
+            raise
+        reason = str(err.__cause__).removeprefix(f"{err.path}: ").split("; pass ")[0]
+        raise BandMismatchError(
+            err.path,
+            f"no --sensor given and {reason}; give --sensor NAME (`rsfm data sensors` lists "
+            "them) or tag every band with its wavelength",
+        ) from err
+    try:
+        result = compute_band_stats(dataset, n_samples=ns.samples, whole=True)
+    except NonFiniteError as err:
+        raise NonFiniteError(
+            err.path,
+            f"{err.problem.split('; nonfinite=')[0]}; --nonfinite mask leaves them out of the "
+            "statistics (or declare them the file's nodata)",
+        ) from err
     result.save(ns.out)
     print(json.dumps(result.to_dict(), indent=1)[:2000])
     return 0
