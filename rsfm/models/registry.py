@@ -38,6 +38,7 @@ import importlib
 import inspect
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from torch import nn
@@ -46,9 +47,26 @@ ModelT = TypeVar("ModelT", bound=nn.Module)
 InitT = TypeVar("InitT", bound=Callable[..., None])
 
 _MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+# name -> the undecorated factory (its return annotation names the class it builds)
+_FACTORY_SOURCES: dict[str, Callable[..., nn.Module]] = {}
 
-# Configs may come from downloaded hub entries: only classes of this package are instantiated.
-_ALLOWED_CLASS_PREFIX = "rsfm."
+# Configs may come from downloaded hub entries: only classes of the model registry are built,
+# i.e. classes of an ``rsfm.models`` module whose ``__init__`` records its config.
+_MODELS_PACKAGE = "rsfm.models"
+_CONFIG_SPEC = "__rsfm_config_spec__"  # set on every __init__ that register_to_config wraps
+
+
+class ModelConfigError(ValueError):
+    """A model config that :func:`model_from_config` refuses to build (the message names the
+    class path and why: not a registry class, an unknown name, arguments it does not take)."""
+
+
+@dataclass(frozen=True)
+class _ConfigSpec:
+    """What a decorated ``__init__`` accepts: its signature and the names never recorded."""
+
+    signature: inspect.Signature
+    ignored: frozenset[str]
 
 
 def register_model(factory: Callable[..., ModelT]) -> Callable[..., ModelT]:
@@ -70,6 +88,7 @@ def register_model(factory: Callable[..., ModelT]) -> Callable[..., ModelT]:
         return model
 
     _MODEL_FACTORIES[name] = build
+    _FACTORY_SOURCES[name] = factory
     return build
 
 
@@ -159,6 +178,7 @@ def register_to_config(
             finally:
                 self.__dict__.pop(_RECORDING, None)
 
+        setattr(recording_init, _CONFIG_SPEC, _ConfigSpec(signature, ignored))
         return recording_init  # type: ignore[return-value]
 
     return decorate if init is None else decorate(init)
@@ -231,23 +251,121 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def model_from_config(config: dict[str, Any]) -> nn.Module:
+@functools.cache
+def _family_modules() -> frozenset[str]:
+    """Dotted names of every module under ``rsfm.models`` (subpackages included)."""
+    package = importlib.import_module(_MODELS_PACKAGE)
+    return {
+        info.name for info in pkgutil.walk_packages(package.__path__, prefix=f"{_MODELS_PACKAGE}.")
+    }
+
+
+def _refuse(class_path: str, why: str) -> ModelConfigError:
+    return ModelConfigError(f"refusing to build {class_path!r}: {why}")
+
+
+def _registry_class(class_path: str) -> type[nn.Module]:
+    """The class a config may build: defined in an ``rsfm.models`` module, an ``nn.Module``
+    whose ``__init__`` records its config (:func:`register_to_config`), not a Lightning task.
+
+    Nothing outside the model package is imported: the module part must be one of its modules.
+    """
+    module_name, _, class_name = class_path.rpartition(".")
+    not_registry = (
+        "not an nn.Module class of the model registry (a class of an rsfm.models module whose "
+        "__init__ records its config with @register_to_config: a registered model or one of "
+        "its components)"
+    )
+    if not class_name.isidentifier() or module_name not in _family_modules():
+        raise _refuse(class_path, not_registry)
+    cls = vars(importlib.import_module(module_name)).get(class_name)
+    if not (
+        isinstance(cls, type)
+        and cls.__module__ == module_name
+        and cls.__qualname__ == class_name
+        and issubclass(cls, nn.Module)
+        and isinstance(getattr(cls.__init__, _CONFIG_SPEC, None), _ConfigSpec)
+    ):
+        raise _refuse(class_path, not_registry)
+    if any(
+        base.__module__.split(".")[0] in ("lightning", "pytorch_lightning") for base in cls.__mro__
+    ):
+        raise _refuse(class_path, "a training task, not a model")
+    return cls
+
+
+def _factory_class(name: str) -> type | None:
+    """The class a registered factory's return annotation names (None if it names none)."""
+    try:
+        built = inspect.get_annotations(_FACTORY_SOURCES[name], eval_str=True).get("return")
+    except (KeyError, NameError, TypeError, SyntaxError):
+        return None
+    return built if isinstance(built, type) else None
+
+
+def _check_name(name: Any, cls: type, class_path: str) -> None:
+    """A config's ``name`` is None or a registered model whose factory builds ``cls``."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not is_model(name):
+        close = difflib.get_close_matches(str(name), list(_MODEL_FACTORIES), n=3, cutoff=0.6)
+        hint = f" (did you mean {close}?)" if close else ""
+        raise _refuse(class_path, f"name {name!r} is not a registered model{hint}")
+    built = _factory_class(name)
+    if built is not None and not issubclass(cls, built):
+        raise _refuse(
+            class_path,
+            f"the registered model {name!r} builds {built.__module__}.{built.__qualname__}",
+        )
+
+
+def _check_init_args(init_args: Any, cls: type, class_path: str) -> dict[str, Any]:
+    """``init_args`` as a dict whose keys the class's recorded signature takes."""
+    if not isinstance(init_args, Mapping) or not all(isinstance(k, str) for k in init_args):
+        raise _refuse(class_path, "init_args must be a JSON object with string keys")
+    spec: _ConfigSpec = getattr(cls.__init__, _CONFIG_SPEC)
+    parameters = list(spec.signature.parameters.values())[1:]  # without self
+    named = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    # Ignored arguments (weights paths) are never recorded, so a config never holds them.
+    unknown = sorted(
+        k for k in init_args if k in spec.ignored or (k not in named and not takes_kwargs)
+    )
+    if unknown:
+        raise _refuse(
+            class_path,
+            f"init_args {unknown} are not recorded arguments of {cls.__qualname__} "
+            f"(it records {sorted(named - spec.ignored)})",
+        )
+    return dict(init_args)
+
+
+def model_from_config(config: Mapping[str, Any]) -> nn.Module:
     """Rebuild a model from :func:`model_config` output (weights are not loaded).
 
+    Configs may come from downloaded hub entries, so only the model registry is built: the
+    ``class_path`` must be a class of an ``rsfm.models`` module whose ``__init__`` records its
+    config (:func:`register_to_config`) -- a registered model or one of its components, never
+    a task, a helper or a third-party class re-exported by a family module; ``name`` must be
+    None or a registered model whose factory builds that class; ``init_args`` may only hold
+    arguments the class records. Nothing is imported outside ``rsfm.models``.
+
     Raises:
-        ValueError: If ``class_path`` is outside the ``rsfm`` package or not an ``nn.Module``.
+        ModelConfigError: (a ``ValueError``) naming the class path, for any refusal above.
     """
-    class_path = config["class_path"]
-    if not class_path.startswith(_ALLOWED_CLASS_PREFIX):
-        raise ValueError(
-            f"refusing to build {class_path!r}: only classes under {_ALLOWED_CLASS_PREFIX!r} "
-            "can be built from a config"
-        )
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"{class_path!r} is not an nn.Module class")
-    model = cls(**config.get("init_args", {}))
+    if not isinstance(config, Mapping):
+        raise ModelConfigError(f"a model config must be a JSON object, got {type(config).__name__}")
+    class_path = config.get("class_path")
+    if not isinstance(class_path, str) or not class_path:
+        raise ModelConfigError(f"a model config needs a class_path string, got {class_path!r}")
+    cls = _registry_class(class_path)
+    _check_name(config.get("name"), cls, class_path)
+    init_args = _check_init_args(config.get("init_args", {}), cls, class_path)
+    model = cls(**init_args)
     if config.get("name"):
         model.model_name = config["name"]
     return model
