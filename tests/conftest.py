@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cache, a tiny synthetic world, and the real-data folder."""
+"""Shared fixtures: an isolated cache and user hub, a tiny synthetic world, and the real-data
+folder."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("rsfm_cache")
     os.environ["RSFM_CACHE"] = str(cache)
     return cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_user_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Point RSFM_HUB (the user hub, where pushes without a hub write) at a per-session folder,
+    always: no test writes into ~/.cache/rsfm/hub or a hub the developer set. Lookups still
+    find the shipped checkpoints/ after it."""
+    user_hub = tmp_path_factory.mktemp("rsfm_user_hub")
+    os.environ["RSFM_HUB"] = str(user_hub)
+    return user_hub

@@ -1,7 +1,9 @@
 """Pretrained-model hub: safetensors weights, config.json, a model card, sha256 index.
 
-A hub is a folder (default ``checkpoints/`` or ``$RSFM_HUB``), a ``file://`` URL, or a Hugging
-Face repo ``hf://owner/repo``; entries are ``<hub>/<name>@<version>/``. See ``docs/hub.md``.
+A hub is a folder, a ``file://`` URL, or a Hugging Face repo ``hf://owner/repo``; entries are
+``<hub>/<name>@<version>/``. Without one, pushes go to the user hub (``$RSFM_HUB``, else
+``~/.cache/rsfm/hub``) and lookups search it, then the shipped ``checkpoints/`` of the
+repository. See ``docs/hub.md``.
 
 The names below load on first use (PEP 562): ``import rsfm.hub.commands`` (``rsfm hub --help``)
 does not import torch; ``from rsfm.hub import load`` imports the store, and torch with it.
@@ -18,7 +20,10 @@ _EXPORTS = {
     "FetchedEntry": "backends",
     "HuggingFaceHub": "backends",
     "LocalHub": "backends",
+    "SearchHub": "backends",
     "open_hub": "backends",
+    "shipped_hubs": "backends",
+    "user_hub_location": "backends",
     "EntryExistsError": "entry",
     "EntryNotFoundError": "entry",
     "EntryRef": "entry",
@@ -42,7 +47,16 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from rsfm.hub.backends import FetchedEntry, HuggingFaceHub, LocalHub, list_models, open_hub
+    from rsfm.hub.backends import (
+        FetchedEntry,
+        HuggingFaceHub,
+        LocalHub,
+        SearchHub,
+        list_models,
+        open_hub,
+        shipped_hubs,
+        user_hub_location,
+    )
     from rsfm.hub.card import ModelCard
     from rsfm.hub.entry import (
         EntryExistsError,
@@ -80,6 +94,7 @@ __all__ = [
     "IntegrityError",
     "InvalidNameError",
     "LocalHub",
+    "SearchHub",
     "describe",
     "entry_config",
     "list_models",
@@ -94,5 +109,7 @@ __all__ = [
     "resolve_checkpoint",
     "save_pretrained",
     "save_weights",
+    "shipped_hubs",
+    "user_hub_location",
     "verify",
 ]

@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 
+from rsfm.hub.backends import DEFAULT_HUB_HELP
 from rsfm.hub.entry import HubError
 
-_HUB_HELP = "hub folder, file:// URL or hf://owner/repo (default: $RSFM_HUB or ./checkpoints)"
+_HUB_HELP = DEFAULT_HUB_HELP
 
 
 def _size(n_bytes: int | None) -> str:
@@ -86,9 +87,10 @@ def _print_list(hub: str | None) -> None:
         open_hub,
     )
 
-    rows = list_models(hub)
+    backend = open_hub(hub)
+    rows = list_models(backend)
     if not rows:
-        print(f"no models in {open_hub(hub).location}")
+        print(f"no models in {getattr(backend, 'searched', backend.location)}")
         return
     print(f"{'NAME':<28} {'VERSION':<10} {'LATEST':<6} {'SIZE':>10}  CREATED")
     for row in rows:

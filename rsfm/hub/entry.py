@@ -15,10 +15,12 @@ size of each file and when the entry was created, plus the latest version of eve
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,52 +162,187 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes already read (the bytes that are then parsed or loaded)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
+
+
+def _link_error(what: Path, key: str) -> IntegrityError:
+    try:
+        target = f" -> {os.readlink(what)}"
+    except OSError:
+        target = ""
+    return IntegrityError(
+        f"{key}: {what}{target} is a symbolic link; hub entries hold regular files and folders "
+        "only (copy the files in instead of linking them)"
+    )
+
+
+class EntryReader:
+    """Reads the files of one entry folder as regular files, never through a symbolic link.
+
+    The folder and every file are checked with ``lstat`` and opened with ``O_NOFOLLOW``
+    (relative to the open folder, where the OS allows it), so a link swapped in after the check
+    fails to open instead of being followed. The bytes read are the bytes the caller hashes,
+    parses and loads: nothing is reopened after a check.
+
+    Args:
+        entry_dir: The entry folder.
+        key: ``name@version`` (or the folder) for messages.
+        links_within: Allow symbolic links whose target lies inside this folder (the blob store
+            of a Hugging Face download cache); None refuses every link.
+    """
+
+    def __init__(self, entry_dir: Path, key: str, links_within: Path | None = None) -> None:
+        self.entry_dir = Path(entry_dir)
+        self.key = key
+        self.links_within = links_within.resolve() if links_within is not None else None
+
+    def _allowed_link(self, path: Path) -> bool:
+        return self.links_within is not None and _inside(path.resolve(), self.links_within)
+
+    def __enter__(self) -> EntryReader:
+        self._dir_fd: int | None = None
+        try:
+            info = os.lstat(self.entry_dir)
+        except FileNotFoundError:
+            raise HubError(f"{self.key}: entry folder {self.entry_dir} is missing") from None
+        if stat.S_ISLNK(info.st_mode) and not self._allowed_link(self.entry_dir):
+            raise _link_error(self.entry_dir, self.key)
+        if _DIR_FD and not stat.S_ISLNK(info.st_mode):
+            flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
+            try:
+                self._dir_fd = os.open(self.entry_dir, flags)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise _link_error(self.entry_dir, self.key) from None
+                raise HubError(f"{self.key}: cannot open {self.entry_dir}: {err}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def _lstat(self, name: str) -> os.stat_result:
+        if self._dir_fd is not None:
+            return os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False)
+        return os.lstat(self.entry_dir / name)
+
+    def read(self, name: str, expected_size: int | None = None) -> bytes:
+        """The bytes of one entry file.
+
+        Raises:
+            IntegrityError: If it is missing or has another size than ``expected_size``.
+            HubError: If it is a symbolic link (or not a regular file).
+        """
+        validate_name(name, "file name")
+        path = self.entry_dir / name
+        try:
+            info = self._lstat(name)
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"{self.key}: file {name} is missing from {self.entry_dir}"
+            ) from None
+        link = stat.S_ISLNK(info.st_mode)
+        if link and not self._allowed_link(path):
+            raise _link_error(path, self.key)
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | (0 if link else _NOFOLLOW)
+        try:
+            if self._dir_fd is not None:
+                fd = os.open(name, flags, dir_fd=self._dir_fd)
+            else:
+                fd = os.open(path, flags)
+        except OSError as err:
+            if err.errno == errno.ELOOP:  # replaced by a link after the check
+                raise _link_error(path, self.key) from None
+            raise HubError(f"{self.key}: cannot open {path}: {err}") from None
+        with os.fdopen(fd, "rb") as handle:
+            opened = os.fstat(handle.fileno())
+            if not stat.S_ISREG(opened.st_mode):
+                raise HubError(f"{self.key}: {path} is not a regular file")
+            if expected_size is not None and opened.st_size != expected_size:
+                raise IntegrityError(
+                    f"{self.key}: {name} has {opened.st_size} bytes, the index records "
+                    f"{expected_size} ({path}); the file was changed or truncated"
+                )
+            data = handle.read()
+        if expected_size is not None and len(data) != expected_size:
+            raise IntegrityError(
+                f"{self.key}: {name} has {len(data)} bytes, the index records {expected_size} "
+                f"({path}); the file was changed or truncated"
+            )
+        return data
+
+    def names(self) -> list[str]:
+        """Names in the folder (links included, so that they can be refused)."""
+        if self._dir_fd is not None:
+            return sorted(os.listdir(self._dir_fd))
+        return sorted(os.listdir(self.entry_dir))
+
+
 def describe_files(entry_dir: Path) -> dict[str, dict[str, Any]]:
     """``{file name: {"sha256", "size"}}`` for every file of an entry folder.
 
     Raises:
-        HubError: If the folder holds a sub-folder or misses one of the entry files.
+        HubError: If the folder holds a sub-folder or a symbolic link, or misses one of the
+            entry files.
     """
     files: dict[str, dict[str, Any]] = {}
-    for path in sorted(entry_dir.iterdir()):
-        if not path.is_file():
-            raise HubError(f"entry folder {entry_dir} holds {path.name!r}, which is not a file")
-        validate_name(path.name, "file name")
-        files[path.name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    with EntryReader(entry_dir, str(entry_dir)) as reader:
+        for name in reader.names():
+            info = reader._lstat(name)
+            if stat.S_ISLNK(info.st_mode):
+                raise _link_error(entry_dir / name, str(entry_dir))
+            if not stat.S_ISREG(info.st_mode):
+                raise HubError(f"entry folder {entry_dir} holds {name!r}, which is not a file")
+            data = reader.read(name)
+            files[name] = {"sha256": sha256_bytes(data), "size": len(data)}
     missing = [name for name in ENTRY_FILES if name not in files]
     if missing:
         raise HubError(f"entry folder {entry_dir} lacks {missing}")
     return files
 
 
-def verify_files(entry_dir: Path, record: dict[str, Any], key: str) -> None:
-    """Check every file listed for an entry against its recorded size and sha256.
+def verify_files(
+    entry_dir: Path, record: dict[str, Any], key: str, *, links_within: Path | None = None
+) -> dict[str, bytes]:
+    """Read every file listed for an entry once and check its size and sha256.
+
+    Returns:
+        ``{file name: bytes}``: the verified bytes, for the caller to parse or load (nothing
+        is reopened after the check).
 
     Raises:
         IntegrityError: Naming the first file that is missing, has another size or hash, or
             an entry file that the index does not list.
+        HubError: If the folder or a file is a symbolic link (see :class:`EntryReader`).
     """
     files = record.get("files") or {}
     unlisted = [name for name in ENTRY_FILES if name not in files]
     if unlisted:
         raise IntegrityError(f"{key}: the index lists no hash for {unlisted}; refusing to load")
-    for name, expected in files.items():
-        validate_name(name, "file name")
-        path = entry_dir / name
-        if not path.is_file():
-            raise IntegrityError(f"{key}: file {name} is missing from {entry_dir}")
-        size = path.stat().st_size
-        if size != expected.get("size", size):
-            raise IntegrityError(
-                f"{key}: {name} has {size} bytes, the index records {expected['size']} "
-                f"({path}); the file was changed or truncated"
-            )
-        digest = sha256_file(path)
-        if digest != expected.get("sha256"):
-            raise IntegrityError(
-                f"{key}: sha256 mismatch for {name} ({path}): index {expected.get('sha256')}, "
-                f"file {digest}; the file was changed or corrupted"
-            )
+    contents: dict[str, bytes] = {}
+    with EntryReader(entry_dir, key, links_within) as reader:
+        for name, expected in files.items():
+            size = expected.get("size")
+            data = reader.read(name, int(size) if size is not None else None)
+            digest = sha256_bytes(data)
+            if digest != expected.get("sha256"):
+                raise IntegrityError(
+                    f"{key}: sha256 mismatch for {name} ({entry_dir / name}): index "
+                    f"{expected.get('sha256')}, file {digest}; the file was changed or corrupted"
+                )
+            contents[name] = data
+    return contents
 
 
 def utc_now() -> str:

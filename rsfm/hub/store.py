@@ -1,8 +1,9 @@
 """Save, push, pull and load pretrained models: safetensors + config.json + card.md.
 
 Loading never unpickles: weights are safetensors, the architecture is rebuilt from
-``config.json`` by :func:`rsfm.models.registry.model_from_config` (``rsfm.`` classes only), and
-every file's sha256 is checked against the hub's ``index.json`` before anything is parsed.
+``config.json`` by :func:`rsfm.models.registry.model_from_config` (classes of the model registry
+only), and every file is read once, as a regular file (never through a symbolic link), its
+sha256 checked against the hub's ``index.json``, and those same bytes parsed and loaded.
 ``torch.load`` appears once, in :func:`push_checkpoint`, on the user's own Lightning checkpoint
 (``weights_only=True`` unless ``trusted=True``).
 """
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_model
 from torch import nn
 
 import rsfm
@@ -31,21 +34,23 @@ from rsfm.hub.checkpoint_keys import BAND_STATS, MODEL_CONFIG, TASK, TaskFacts
 from rsfm.hub.entry import (
     CARD_NAME,
     CONFIG_NAME,
+    ENTRY_FILES,
     FORMAT_VERSION,
     WEIGHTS_NAME,
     EntryExistsError,
     EntryNotFoundError,
+    EntryReader,
     EntryRef,
     HubError,
     InvalidNameError,
     next_version,
     normalize_version,
-    sha256_file,
+    sha256_bytes,
     umask_mode,
     validate_name,
     verify_files,
 )
-from rsfm.models.registry import model_config, model_from_config
+from rsfm.models.registry import ModelConfigError, model_config, model_from_config
 
 _CHECKPOINT_PREFIX = "model."  # attribute every rsfm task keeps its network under
 
@@ -58,16 +63,55 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     save_model(model, os.fspath(path), metadata={"format": "pt"})
 
 
+def _shared_groups(state: Mapping[str, torch.Tensor]) -> list[set[str]]:
+    """Names of a state dict that share storage (tied weights), groups of two or more."""
+    groups: dict[tuple[str, int], set[str]] = {}
+    for name, tensor in state.items():
+        if tensor.device.type == "meta":
+            continue
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer:
+            groups.setdefault((str(tensor.device), pointer), set()).add(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def load_state_bytes(
+    model: nn.Module, data: bytes, where: str | os.PathLike[str], device: str = "cpu"
+) -> None:
+    """Load safetensors bytes (already read and hashed) into ``model`` strictly.
+
+    A tied tensor stored once under one of its names (``save_weights``) fills its aliases.
+
+    Raises:
+        HubError: Naming ``where`` and the unreadable data or missing / unexpected tensors.
+    """
+    try:
+        state = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise HubError(f"{where}: not a readable safetensors file: {err}") from None
+    if torch.device(device).type != "cpu":
+        state = {key: value.to(device) for key, value in state.items()}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that do not fit
+        raise HubError(f"{where}: weights do not fit {type(model).__name__}: {err}") from None
+    left = set(missing)
+    for group in _shared_groups(model.state_dict()):
+        if group & set(state):
+            left -= group
+    if left or unexpected:
+        parts = [f"missing {sorted(left)}"] if left else []
+        parts += [f"unexpected {sorted(unexpected)}"] if unexpected else []
+        raise HubError(f"{where}: weights do not fit {type(model).__name__}: {'; '.join(parts)}")
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike[str], device: str = "cpu") -> None:
-    """Load safetensors weights into ``model`` strictly (tied tensors re-shared).
+    """Load a safetensors file into ``model`` strictly (tied tensors re-shared).
 
     Raises:
         HubError: Naming the file and the missing / unexpected tensors.
     """
-    try:
-        load_model(model, os.fspath(path), strict=True, device=device)
-    except RuntimeError as err:
-        raise HubError(f"{path}: weights do not fit {type(model).__name__}: {err}") from None
+    load_state_bytes(model, Path(path).read_bytes(), path, device)
 
 
 def entry_config(model: nn.Module) -> dict[str, Any]:
@@ -167,8 +211,9 @@ def save_pretrained(
 
 
 def _staging(backend: Hub) -> Path:
-    if isinstance(backend, LocalHub):
-        return backend.staging_dir()
+    staging_dir = getattr(backend, "staging_dir", None)  # a local hub, or the default hub
+    if callable(staging_dir):
+        return staging_dir()
     staged = Path(tempfile.mkdtemp(prefix="rsfm-hub-"))
     umask_mode(staged, directory=True)
     return staged
@@ -200,8 +245,8 @@ def push(
         name: Model name (``[A-Za-z0-9][A-Za-z0-9._-]*``).
         version: Version such as ``1.2``; None = ``1.0`` for a new name, else the latest with
             its last number increased.
-        hub: Hub path, ``file://`` URL, ``hf://owner/repo`` or None (``$RSFM_HUB`` or
-            ``checkpoints``).
+        hub: Hub path, ``file://`` URL, ``hf://owner/repo``, or None: the user hub
+            (``$RSFM_HUB``, else ``~/.cache/rsfm/hub``; see :func:`rsfm.hub.backends.open_hub`).
         card: Model-card fields (see :data:`rsfm.hub.card.CARD_FIELDS`).
         overwrite: Replace an existing ``name@version``.
         component: Push only this submodule (e.g. ``encoder``).
@@ -357,7 +402,7 @@ def push_checkpoint(
     """
     path = resolve_checkpoint(ckpt_path, best=best)
     checkpoint = _read_checkpoint(path, trusted)
-    model = model_from_config(checkpoint[MODEL_CONFIG])
+    model = _build(checkpoint[MODEL_CONFIG], f"{path} ({MODEL_CONFIG})")
     try:
         model.load_state_dict(_model_state(checkpoint["state_dict"], model, prefix, path))
     except RuntimeError as err:  # shapes that contradict rsfm_model_config
@@ -406,8 +451,9 @@ def pull(
         )
     staged = _staging(dest)
     try:
-        for file_name in source.record["files"]:
-            shutil.copyfile(source.path / file_name, staged / file_name)
+        for file_name in source.record["files"]:  # the verified bytes, not a second read
+            (staged / file_name).write_bytes(source.contents[file_name])
+            umask_mode(staged / file_name)
         verify_files(staged, source.record, source.ref.key)
         return dest.add_entry(staged, source.ref, overwrite, created=source.record["created"])
     finally:
@@ -420,15 +466,29 @@ def _looks_like_path(name_or_path: str | os.PathLike[str]) -> bool:
     return any(sep in name_or_path for sep in ("/", os.sep)) or name_or_path.startswith(("~", "."))
 
 
-def _locate(name_or_path: str | os.PathLike[str], hub: HubLike, verify: bool) -> Path:
-    """Local folder of a verified entry (or of an unindexed folder, when ``verify=False``)."""
+def _entry_folder(name_or_path: str | os.PathLike[str]) -> Path:
+    """The absolute folder a path names; its parents' links are resolved, not its own (an
+    entry folder that is a link is refused when it is read)."""
+    path = Path(name_or_path).expanduser()
+    if path.name in ("", ".", ".."):
+        return path.resolve()
+    return path.parent.resolve() / path.name
+
+
+def _open_entry(
+    name_or_path: str | os.PathLike[str], hub: HubLike, verify: bool
+) -> tuple[Path, dict[str, bytes]]:
+    """Folder and file bytes of an entry, read once (hash-verified, or an unindexed folder
+    read as is when ``verify=False``); links are refused either way."""
     if not _looks_like_path(name_or_path):
-        return open_hub(hub).fetch(EntryRef.parse(name_or_path)).path
-    folder = Path(name_or_path).expanduser().resolve()
+        entry = open_hub(hub).fetch(EntryRef.parse(name_or_path))
+        return entry.path, entry.contents
+    folder = _entry_folder(name_or_path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder at {folder}")
     if not verify:
-        return folder
+        with EntryReader(folder, str(folder)) as reader:
+            return folder, {name: reader.read(name) for name in ENTRY_FILES}
     hint = (
         f"{folder} is not an entry listed in {folder.parent / 'index.json'}; push it to a hub, "
         "or pass verify=False to load an unindexed folder (e.g. from save_pretrained)"
@@ -440,16 +500,64 @@ def _locate(name_or_path: str | os.PathLike[str], hub: HubLike, verify: bool) ->
     if ref.version is None:
         raise EntryNotFoundError(hint)
     try:
-        return LocalHub(folder.parent).fetch(ref).path
+        entry = LocalHub(folder.parent).fetch(ref)
     except EntryNotFoundError:
         raise EntryNotFoundError(hint) from None
+    return entry.path, entry.contents
 
 
-def _read_text(path: Path) -> str:
+def _locate(name_or_path: str | os.PathLike[str], hub: HubLike, verify: bool) -> Path:
+    """Local folder of a verified entry (or of an unindexed folder, when ``verify=False``).
+
+    Callers that read files should use the verified bytes of :func:`_open_entry` instead of
+    reopening them in this folder.
+    """
+    if verify or not _looks_like_path(name_or_path):
+        return _open_entry(name_or_path, hub, verify)[0]
+    folder = _entry_folder(name_or_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder at {folder}")
+    return folder
+
+
+def _text(data: bytes, path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HubError(f"{path} is missing") from None
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise HubError(f"{path}: not UTF-8 text: {err}") from None
+
+
+def _parse_config(data: bytes, path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(_text(data, path))
+    except ValueError as err:
+        raise HubError(f"{path}: invalid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise HubError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    try:
+        newer = int(config.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION
+    except (TypeError, ValueError):
+        raise HubError(
+            f"{path}: format_version {config['format_version']!r} is not a number"
+        ) from None
+    if newer:
+        raise HubError(
+            f"{path} has format {config['format_version']}; this rsfm reads up "
+            f"to {FORMAT_VERSION}: upgrade rsfm"
+        )
+    return config
+
+
+def _build(config: Any, where: str | os.PathLike[str]) -> nn.Module:
+    """:func:`model_from_config`, every refusal or failure a :class:`HubError` naming
+    ``where`` (the config.json file) and the class path."""
+    try:
+        return model_from_config(config)
+    except ModelConfigError as err:
+        raise HubError(f"{where}: {err}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        class_path = config.get("class_path") if isinstance(config, Mapping) else None
+        raise HubError(f"{where}: cannot build {class_path!r} from its init_args: {err}") from None
 
 
 def load(
@@ -460,48 +568,47 @@ def load(
     device: str = "cpu",
 ) -> nn.Module:
     """Rebuild a pushed model in eval mode, its typed card attached as ``model.rsfm_card``
-    (a :class:`~rsfm.hub.card.ModelCard`) and the sha256 of the weights file loaded as
+    (a :class:`~rsfm.hub.card.ModelCard`) and the sha256 of the weights loaded as
     ``model.rsfm_weights_sha256``.
+
+    Every file is read once; the bytes hashed are the bytes parsed and loaded.
 
     Args:
         name_or_path: ``name``, ``name@version`` (resolved in ``hub``), or an entry folder path
             (verified against the ``index.json`` of its parent folder).
-        hub: Hub for names (see :func:`push`).
+        hub: Hub for names (see :func:`push`; None searches the user hub, then the shipped
+            ``checkpoints/``).
         verify: Check sha256 against the index first (only a path may skip it).
         device: Device the weights are loaded onto.
 
     Raises:
         EntryNotFoundError: If the entry is not in the index.
-        IntegrityError: Naming the file whose hash differs.
+        IntegrityError: Naming the file whose hash differs, or a file that is a link.
+        HubError: For a config.json that names a class outside the model registry.
     """
-    folder = _locate(name_or_path, hub, verify)
-    try:
-        config = json.loads(_read_text(folder / CONFIG_NAME))
-    except ValueError as err:
-        raise HubError(f"{folder / CONFIG_NAME}: invalid JSON: {err}") from None
-    if int(config.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
-        raise HubError(
-            f"{folder / CONFIG_NAME} has format {config['format_version']}; this rsfm reads up "
-            f"to {FORMAT_VERSION}: upgrade rsfm"
-        )
-    card = parse_card(_read_text(folder / CARD_NAME), str(folder / CARD_NAME))
-    model = model_from_config(config)
-    load_weights(model, folder / WEIGHTS_NAME, device=device)
+    folder, contents = _open_entry(name_or_path, hub, verify)
+    config = _parse_config(contents[CONFIG_NAME], folder / CONFIG_NAME)
+    card = parse_card(_text(contents[CARD_NAME], folder / CARD_NAME), str(folder / CARD_NAME))
+    model = _build(config, folder / CONFIG_NAME)
+    weights = contents[WEIGHTS_NAME]
+    load_state_bytes(model, weights, folder / WEIGHTS_NAME, device=device)
     model.rsfm_card = card
-    model.rsfm_weights_sha256 = sha256_file(folder / WEIGHTS_NAME)
+    model.rsfm_weights_sha256 = sha256_bytes(weights)
     return model.eval()
 
 
 def describe(name: str, hub: HubLike = None) -> tuple[FetchedEntry, ModelCard]:
     """The verified entry (reference, folder, index record) and its typed card."""
     entry = open_hub(hub).fetch(EntryRef.parse(name))
-    return entry, parse_card(_read_text(entry.path / CARD_NAME), str(entry.path / CARD_NAME))
+    path = entry.path / CARD_NAME
+    return entry, parse_card(_text(entry.contents[CARD_NAME], path), str(path))
 
 
 def load_card(name: str | os.PathLike[str], hub: HubLike = None) -> ModelCard:
     """The typed card of ``name[@version]`` or an entry folder (hash-verified)."""
-    folder = _locate(name, hub, verify=True)
-    return parse_card(_read_text(folder / CARD_NAME), str(folder / CARD_NAME))
+    folder, contents = _open_entry(name, hub, verify=True)
+    path = folder / CARD_NAME
+    return parse_card(_text(contents[CARD_NAME], path), str(path))
 
 
 def verify(name: str, hub: HubLike = None) -> FetchedEntry:

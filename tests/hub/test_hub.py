@@ -390,13 +390,17 @@ def test_existing_version_is_refused_unless_overwrite(tmp_path: Path) -> None:
 
 
 def test_default_hub_location_and_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No $RSFM_HUB: pushes go to $XDG_CACHE_HOME/rsfm/hub, never into ./checkpoints.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RSFM_HUB", raising=False)
+    monkeypatch.delenv("RSFM_HUB")  # set per session by conftest: it must exist here
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     hub.push(_tiny(), "m", "1.0")
-    assert (tmp_path / "checkpoints" / "m@1.0" / "model.safetensors").is_file()
+    assert (tmp_path / "xdg" / "rsfm" / "hub" / "m@1.0" / "model.safetensors").is_file()
+    assert not (tmp_path / "checkpoints").exists()
     monkeypatch.setenv("RSFM_HUB", str(tmp_path / "env_hub"))
-    hub.pull("m", "checkpoints")
-    assert [r["name"] for r in hub.list_models()] == ["m"]
+    hub.pull("m", tmp_path / "xdg" / "rsfm" / "hub")
+    assert "m" in [r["name"] for r in hub.list_models()]
+    assert [r["name"] for r in hub.list_models(tmp_path / "env_hub")] == ["m"]
     assert hub.open_hub(f"file://{tmp_path}/env_hub").root == tmp_path / "env_hub"
     remote = hub.open_hub("hf://owner/repo")
     assert isinstance(remote, hub.HuggingFaceHub) and remote.repo_id == "owner/repo"
