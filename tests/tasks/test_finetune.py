@@ -441,8 +441,6 @@ def test_mae_checkpoint_feeds_a_linear_probe_on_held_out_windows(
 def test_hub_entry_weights_and_card_statistics(
     mae_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not hasattr(rsfm.hub, "push_checkpoint") or not hasattr(rsfm.hub, "load"):
-        pytest.skip("rsfm.hub has no push_checkpoint/load yet")
     monkeypatch.setenv("RSFM_HUB", str(tmp_path / "hub"))
     rsfm.hub.push_checkpoint(mae_checkpoint, "mae-tiny", version="1.0")
     saved = torch.load(mae_checkpoint, map_location="cpu", weights_only=True)
@@ -464,7 +462,7 @@ def test_hub_contract_weights_and_card_statistics(monkeypatch: pytest.MonkeyPatc
         calls.append(name)
         return published
 
-    monkeypatch.setattr(rsfm.hub, "load", fake_load, raising=False)
+    monkeypatch.setattr(rsfm.hub, "load", fake_load)  # raises if the hub API is renamed
     model = create_model("smarties_tiny_cls")
     got = load_backbone_weights(model, "smarties-tiny")
     assert calls == ["smarties-tiny"] and got == {"sentinel2_l1c": stats.to_dict()}
