@@ -475,7 +475,7 @@ def _dispatch(args: list[str], from_shell: bool, debug: bool = False) -> int:
             "       rsfm hub {list,show,push,pull,verify} ...\n"
             "       rsfm tile MODEL INPUT.tif OUTPUT.tif [options]\n"
             "       rsfm generate PROMPT --gsd M --out DIR [options]\n"
-            "       rsfm super-resolve LR.tif --ref REF.tif --out SR.tif [options]\n"
+            "       rsfm super-resolve LR.tif --ref REF.tif --model NAME --out SR.tif [options]\n"
             "       rsfm assess IMAGE.tif --segmenter NAME --model SQA_NAME [options]\n"
             "       rsfm evaluate --encoder NAME@VERSION --dataset NAME ... [options]\n\n"
             "Train and apply remote-sensing foundation models. `rsfm fit --help` lists the\n"

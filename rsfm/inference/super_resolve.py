@@ -1,4 +1,4 @@
-"""``rsfm super-resolve LR.tif --ref REF.tif --scale 10 --strength 0.5 --steps 20 --out SR.tif``.
+"""``rsfm super-resolve LR.tif --ref REF.tif --model NAME --scale 10 --out SR.tif``.
 
 Runs a reference-guided SR model (:class:`~rsfm.models.crefdiff.CRefDiffModel` from the hub)
 through the tiled engine (:func:`~rsfm.inference.engine.tile_raster` machinery, ``scale=S``):
@@ -139,6 +139,7 @@ def super_resolve(
     lr_stats: BandStats | None = None,
     ref_stats: BandStats | None = None,
     bands: Sequence[int] | None = None,
+    ref_bands: Sequence[int] | None = None,
     tile_size: int = 64,
     overlap: int = 16,
     batch_size: int = 4,
@@ -161,24 +162,33 @@ def super_resolve(
         lr_stats: LR normalisation (from the model card).
         ref_stats: Reference normalisation.
         bands: 1-based LR bands (default all).
+        ref_bands: 1-based reference bands (default all).
         tile_size: LR tile side.
         overlap: LR pixels shared by neighbouring tiles.
         batch_size: Tiles per forward pass.
         seed: Noise seed.
         progress: Show a progress bar.
         device: Torch device.
+
+    Raises:
+        BandMismatchError: Before any compute, naming the file, when the LR bands (or the
+            reference's) are not as many as the model takes (see :func:`check_inputs`).
     """
     import torch
 
     from rsfm.data.triplet_coregistration import CoRegisteredTriplet, TripletFiles
     from rsfm.inference.engine import TiledPredictor, TileOptions
 
+    factor = check_inputs(model, lr_path, reference_path, bands, ref_bands, scale)
     model = model.to(device).eval()
-    factor = int(scale or model.scale)
     files = TripletFiles(
         lr=Path(lr_path), reference=Path(reference_path) if reference_path else None
     )
-    grid = CoRegisteredTriplet(files, scale=factor, lr_bands=bands)
+    grid = CoRegisteredTriplet(files, scale=factor, lr_bands=bands, ref_bands=ref_bands)
+    # the grid gives every band's wavelength of the file: keep those of the bands picked
+    grid.wavelengths = _picked(grid.wavelengths, bands, lr_path)
+    if reference_path:
+        grid.reference_wavelengths = _picked(grid.reference_wavelengths, ref_bands, reference_path)
     strength_grid = None
     if isinstance(strength, str | Path) and not _is_number(strength):
         strength_grid = CoRegisteredTriplet(
@@ -208,6 +218,113 @@ def super_resolve(
             strength_grid.close()
 
 
+def _model_name(model: Any) -> str:
+    card = getattr(model, "rsfm_card", None)
+    if card is not None and card.name:
+        return f"{card.name}@{card.version}" if card.version else card.name
+    return type(model).__name__
+
+
+def _card_bands(model: Any, role: str) -> str:
+    """`` (B4, B3, B2)``: the band names of the card's ``role`` statistics, when it has them."""
+    stats = _card_stats(model)[0 if role == "lr" else 1]
+    names = list(stats.band_names) if stats is not None else []
+    return f" ({', '.join(names)})" if names else ""
+
+
+def _example_bands(model: Any, role: str, path: Path, wanted: int) -> list[int]:
+    """1-based bands of ``path`` nearest the card's wavelengths (else the first ``wanted``)."""
+    from rsfm.sensors import sensor_from_raster
+
+    stats = _card_stats(model)[0 if role == "lr" else 1]
+    try:
+        waves = np.asarray(sensor_from_raster(path).wavelengths, dtype=float)
+        targets = [float(w) for w in stats.wavelengths] if stats is not None else []
+    except (ValueError, TypeError):
+        targets = []
+    if len(targets) != wanted or not np.isfinite(targets).all():
+        return list(range(1, wanted + 1))
+    return [int(np.abs(waves - t).argmin()) + 1 for t in targets]
+
+
+def check_inputs(
+    model: CRefDiffModel,
+    lr_path: str | Path,
+    reference_path: str | Path | None = None,
+    bands: Sequence[int] | None = None,
+    ref_bands: Sequence[int] | None = None,
+    scale: int | None = None,
+) -> int:
+    """Check the inputs fit the model before any compute; return the upscaling factor.
+
+    The LR input must give the model its ``in_channels`` bands (all of the file's, or the
+    ``--bands`` picked), the reference its ``ref_channels`` (``--ref-bands``); a conv layer would
+    otherwise fail deep in the first tile with a shape error.
+
+    Raises:
+        UnreadableRasterError: If a file does not open as a raster.
+        BandMismatchError: Naming the file, what the model takes and the flag that fixes it.
+        ValueError: If ``scale`` is not a positive integer.
+    """
+    import rasterio
+
+    from rsfm.data.errors import BandMismatchError
+    from rsfm.inference.input_checks import check_readable
+
+    trained = int(getattr(model, "scale", 0) or 0)
+    if scale is not None and (int(scale) != scale or int(scale) < 1):
+        raise ValueError(
+            f"--scale must be a positive integer, got {scale} (the model was trained at x{trained})"
+        )
+    factor = int(scale or trained)
+    name = _model_name(model)
+    inputs = [("lr", Path(lr_path), bands, int(model.in_channels), "--bands")]
+    if reference_path is not None and getattr(model, "uses_reference", True):
+        inputs.append(
+            ("reference", Path(reference_path), ref_bands, int(model.ref_channels), "--ref-bands")
+        )
+    for role, path, picked, wanted, flag in inputs:
+        check_readable(path)
+        with rasterio.open(path) as src:
+            count = src.count
+        what = "input" if role == "lr" else "reference"
+        outside = [b for b in picked or () if not 1 <= b <= count]
+        if outside:
+            raise BandMismatchError(
+                path, f"{flag} {' '.join(map(str, picked))} asks for band(s) {outside}, but the "
+                f"{what} has {count} band(s) (1-based)",
+            )  # fmt: skip
+        given = len(picked) if picked else count
+        if given == wanted:
+            continue
+        takes = f"{name} takes {wanted} band(s){_card_bands(model, role)} as its {what}"
+        if picked:
+            problem = f"{flag} picks {given} band(s), but {takes}; give {flag} {wanted} numbers"
+        elif count > wanted:
+            example = " ".join(map(str, _example_bands(model, role, path, wanted)))
+            problem = (
+                f"the {what} has {count} bands, but {takes}; pick them with {flag} (1-based, "
+                f"e.g. {flag} {example})"
+            )
+        else:
+            problem = f"the {what} has {count} band(s), but {takes}; give one with {wanted}"
+        raise BandMismatchError(path, problem)
+    return factor
+
+
+def _picked(wavelengths: np.ndarray, bands: Sequence[int] | None, path: str | Path) -> np.ndarray:
+    """The wavelengths of the 1-based ``bands`` when ``wavelengths`` has one per file band."""
+    import rasterio
+
+    if not bands:
+        return wavelengths
+    with rasterio.open(path) as src:
+        count = src.count
+    return (
+        wavelengths[np.asarray(bands, dtype=int) - 1] if len(wavelengths) == count else wavelengths
+    )
+
+
 def _is_number(value: Any) -> bool:
     try:
         float(value)
@@ -228,14 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rsfm super-resolve", description=__doc__.splitlines()[0])
     parser.add_argument("lr", help="low-resolution GeoTIFF")
     parser.add_argument("--ref", help="high-resolution reference GeoTIFF (optional)")
-    parser.add_argument("--model", default="crefdiff", help="hub name[@version] or entry folder")
+    parser.add_argument(
+        "--model",
+        help="hub name[@version] or entry folder of a reference-guided SR (CRefDiff) model; "
+        "none ships in checkpoints/: train one (configs/crefdiff/quickstart.yaml) and push it",
+    )
     parser.add_argument("--hub", help="hub root (default: the local hub)")
     parser.add_argument("--scale", type=int, help="upscaling factor (default: the model's)")
     parser.add_argument("--strength", default="1.0", help="reference strength or strength GeoTIFF")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the full schedule")
     parser.add_argument("--start", choices=("lr", "reference", "noise"), default="lr")
     parser.add_argument("--start-fraction", type=float, default=0.25)
-    parser.add_argument("--bands", type=int, nargs="+", help="1-based LR bands")
+    parser.add_argument("--bands", type=int, nargs="+", help="1-based LR bands (default all)")
+    parser.add_argument(
+        "--ref-bands", type=int, nargs="+", help="1-based reference bands (default all)"
+    )
     parser.add_argument("--tile-size", type=int, default=64)
     parser.add_argument("--overlap", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -249,20 +373,31 @@ def build_parser() -> argparse.ArgumentParser:
 def super_resolve_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rsfm super-resolve``; returns the exit status."""
     args = build_parser().parse_args(list(argv) if argv is not None else sys.argv[1:])
+    if not args.model:
+        raise ValueError(
+            "no --model given, and no super-resolution model ships in checkpoints/: train one "
+            "(rsfm fit --config configs/crefdiff/quickstart.yaml), publish it (rsfm hub push RUN "
+            "--name NAME), then pass --model NAME"
+        )
 
     from rsfm.hub import load
     from rsfm.models.crefdiff import CRefDiffModel
 
     model = load(args.model, hub=args.hub, device=args.device)
     if not isinstance(model, CRefDiffModel):
-        print(f"rsfm super-resolve: {args.model} is not a CRefDiff model", file=sys.stderr)
-        return 2
+        card = getattr(model, "rsfm_card", None)
+        task = f"a {card.task} model" if card is not None and card.task else "not an SR model"
+        raise ValueError(
+            f"--model {args.model} is {task} ({type(model).__name__}), not a reference-guided "
+            "super-resolution (CRefDiff) model; pass --model NAME of one"
+        )
     lr_stats, ref_stats = _card_stats(model)
     strength: float | str = float(args.strength) if _is_number(args.strength) else args.strength
     report = super_resolve(
         model, args.lr, args.out, args.ref, scale=args.scale, strength=strength, steps=args.steps,
         start=args.start, start_fraction=args.start_fraction, lr_stats=lr_stats,
-        ref_stats=ref_stats, bands=args.bands, tile_size=args.tile_size, overlap=args.overlap,
+        ref_stats=ref_stats, bands=args.bands, ref_bands=args.ref_bands,
+        tile_size=args.tile_size, overlap=args.overlap,
         batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
         device=args.device,
     )  # fmt: skip
@@ -272,6 +407,7 @@ def super_resolve_main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "ReferenceSRPredictor",
+    "check_inputs",
     "super_resolve",
     "super_resolve_main",
 ]
