@@ -180,15 +180,54 @@ def quality_map(
     )
 
 
+def _task(model: nn.Module) -> str | None:
+    """The canonical task of a hub model's card (None without a card)."""
+    from rsfm.hub.card import canonical_task
+
+    card = _card(model)
+    return canonical_task(card.task) if card is not None else None
+
+
+def check_segmenters(segmenters: list[Segmenter], flag: str = "--segmenter") -> None:
+    """Refuse, before any pixel is read, a model whose card says it is not a segmenter.
+
+    The SQA model scores a segmenter from its class predictions and features: an encoder, an
+    SQA model or a classifier has none to give. A model with a dense head (``feature_maps``
+    and ``dense``, or ``segment_with_features``) is a segmenter whatever its card says;
+    modules without a card (the Python API) are taken as they are.
+
+    Raises:
+        ValueError: Naming the model, what its card says it is and what is needed.
+    """
+    for segmenter in segmenters:
+        model, task = segmenter.model, _task(segmenter.model)
+        dense = hasattr(model, "segment_with_features") or (
+            hasattr(model, "feature_maps") and bool(getattr(model, "dense", False))
+        )
+        if task is not None and task != "segmentation" and not dense:
+            raise ValueError(
+                f"{flag} {segmenter.id} is a {task} model ({type(segmenter.model).__name__}), "
+                "not a segmenter: give segmentation models (card task 'segmentation'; "
+                "`rsfm hub show NAME` shows a model's task)"
+            )
+
+
 def _load(args: argparse.Namespace) -> tuple[SQAModel, list[Segmenter]]:
     from rsfm.hub import load
     from rsfm.models.sqa import SQAModel, resolve_segmenters
 
     sqa = load(args.model, hub=args.hub, device=args.device)
     if not isinstance(sqa, SQAModel):
-        raise SystemExit(f"rsfm assess: {args.model!r} is a {type(sqa).__name__}, not an SQA model")
+        task = _task(sqa)
+        raise ValueError(
+            f"--model {args.model} is {f'a {task} model' if task else 'not an SQA model'} "
+            f"({type(sqa).__name__}), not a segmentation-quality-assessment (SQA) model; "
+            "--segmenter / --rank name the segmenters it assesses"
+        )
     names = list(args.rank or []) or [args.segmenter]
-    return sqa, resolve_segmenters(names, hub=args.hub)
+    segmenters = resolve_segmenters(names, hub=args.hub)
+    check_segmenters(segmenters, "--rank" if args.rank else "--segmenter")
+    return sqa, segmenters
 
 
 def assess_main(argv: list[str]) -> int:
@@ -255,6 +294,7 @@ def tile_quality_main(model: SQAModel, args: argparse.Namespace) -> int:
     from rsfm.models.sqa import resolve_segmenters
 
     (segmenter,) = resolve_segmenters([args.segmenter], hub=args.hub)
+    check_segmenters([segmenter])
     card = _card(segmenter.model)
     sensor = input_sensor(args.input, args.sensor, card)
     bands, wavelengths, _ = select_bands(args.input, sensor, card, args.allow_missing_bands)
