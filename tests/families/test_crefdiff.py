@@ -223,9 +223,17 @@ def test_short_training_beats_bicubic_and_reference_free(trained: dict[str, Any]
     # ... and is not copied where land cover changed (no worse than reference-free).
     assert psnr["guided"]["changed"] > psnr["baseline"]["changed"] - 0.25
     metrics = sr_metrics(guided, hr, batch["wavelengths"][0])
-    assert len(metrics["psnr_bands"]) == 3 and 0.0 < metrics["ssim_y"] <= 1.0
-    assert metrics["lpips"] is None or metrics["lpips"] >= 0.0
-    assert metrics["avg_gradient_ratio"] > 0.5
+    smooth = sr_metrics(bicubic, hr, batch["wavelengths"][0])
+    free = sr_metrics(baseline, hr, batch["wavelengths"][0])
+    assert len(metrics["psnr_bands"]) == 3
+    # Luma SSIM: the reference restores structure the reference-free model invents (measured
+    # 0.752 vs 0.705); synthesised detail costs little against the smooth bicubic (0.770).
+    assert metrics["ssim_y"] > free["ssim_y"] + 0.02, (metrics, free)
+    assert metrics["ssim_y"] > smooth["ssim_y"] - 0.05, (metrics, smooth)
+    # Sharpness: bicubic keeps half the target's gradients (0.52), the model 0.75.
+    assert metrics["avg_gradient_ratio"] > smooth["avg_gradient_ratio"] + 0.1, (metrics, smooth)
+    if metrics["lpips"] is not None:  # only with LPIPS backbone weights in the torch hub cache
+        assert metrics["lpips"] < smooth["lpips"], (metrics, smooth)  # (not measured offline)
 
 
 def test_hub_push_and_super_resolve_cli(trained: dict[str, Any], tmp_path: Path) -> None:
