@@ -172,8 +172,15 @@ def test_matched_filter_estimates_depth_and_picks_the_f1_threshold() -> None:
     assert 0.03 < threshold < 0.2 and _f1([mf.predict(observed)], [mask]) > 0.95
     best, f1 = best_f1_threshold(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 1, 0, 1]))
     assert best == pytest.approx(0.4) and f1 == pytest.approx(1.0)
-    covariance, shrinkage = ledoit_wolf_covariance(torch.randn(500, 4, dtype=torch.float64))
-    assert 0.0 <= shrinkage <= 1.0 and torch.allclose(covariance, covariance.T)
+    covariance, _ = ledoit_wolf_covariance(torch.randn(500, 4, dtype=torch.float64))
+    assert torch.allclose(covariance, covariance.T)
+    # By hand (Ledoit & Wolf 2004): S = diag(2, 1/2), target 5/4 I,
+    # delta = (0.75^2 + 0.75^2) / 2 = 9/16, beta = ((34/4 - 17/4) / 4) / 2 = 17/32 -> 17/18.
+    points = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    covariance, shrinkage = ledoit_wolf_covariance(points)
+    assert shrinkage == pytest.approx(17 / 18)
+    expected = torch.diag(torch.tensor([2.0, 0.5], dtype=torch.float64)) / 18
+    torch.testing.assert_close(covariance, expected + 17 / 18 * 1.25 * torch.eye(2).double())
     with pytest.raises(ValueError, match="bands"):
         mf.scores(observed[:5])
 
@@ -241,7 +248,8 @@ def test_binary_and_multiclass_losses_and_metrics() -> None:
     assert values["val/recall"].item() == pytest.approx(1.0)
     assert values["val/f1"].item() == pytest.approx(2 / 3, rel=1e-4)
     assert values["val/iou"].item() == pytest.approx(0.5)
-    assert 0.0 < values["val/auprc"].item() <= 1.0
+    # The positive pixel is scored above both negatives: precision 1 at full recall.
+    assert values["val/auprc"].item() == pytest.approx(1.0)
     multi = HyperspectralSegmentationTask(model="hyperefficientvit_tiny", num_classes=3)
     assert not multi.binary and multi.model.num_outputs == 3
     out3 = torch.randn(1, 3, 2, 2)

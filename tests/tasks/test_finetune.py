@@ -411,7 +411,7 @@ def test_mae_checkpoint_feeds_a_linear_probe_on_held_out_windows(
     """
     ckpt = mae_checkpoint
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    results = {}
+    results, baselines = {}, {}
     for source in ("pretrained", "random"):
         pl.seed_everything(0)
         task = SegmentationTask(
@@ -432,10 +432,18 @@ def test_mae_checkpoint_feeds_a_linear_probe_on_held_out_windows(
             used = data.band_stats["sentinel2_l1c"].to_dict()
             assert used == saved["rsfm_band_stats"]["sentinel2_l1c"]
         labels = torch.cat([b["mask"].flatten() for b in data.val_dataloader() if "mask" in b])
-        majority = torch.bincount(labels[labels >= 0]).max().item() / (labels >= 0).sum().item()
+        labels = labels[labels >= 0]
+        counts = torch.bincount(labels, minlength=task.num_classes)
+        majority = counts.max().item() / labels.numel()
+        # Baselines from the labels alone: the majority class everywhere (its mIoU is
+        # majority / classes present) and the class prior (its cross-entropy is the entropy).
+        majority_miou = majority / int((counts > 0).sum())
+        prior = counts[counts > 0].double() / labels.numel()
+        prior_loss = float(-(prior * prior.log()).sum())
+        baselines[source] = {"majority": majority, "miou": majority_miou, "loss": prior_loss}
         assert results[source]["val/accuracy"] > majority + 0.1, (source, results, majority)
-        assert 0.0 < results[source]["val/miou"] <= 1.0
-    assert results["pretrained"]["val/loss"] != results["random"]["val/loss"]
+        assert results[source]["val/miou"] > majority_miou + 0.15, (source, results, baselines)
+        assert results[source]["val/loss"] < prior_loss - 0.1, (source, results, baselines)
 
 
 def test_hub_entry_weights_and_card_statistics(
@@ -537,7 +545,12 @@ def test_linear_probe_on_real_data(case: str, shared_data: Path, tmp_path: Path)
     assert int(batch["mask"].max()) < len(spec["class_names"]) and (batch["mask"] >= 0).any()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["val/loss"])
-    assert 0.0 <= metrics["val/miou"] <= 1.0 and 0.0 < metrics["val/accuracy"] <= 1.0
+    # Two steps do not beat the majority class (sen1floods11 is 85 % land), but the per-class
+    # (balanced) accuracy beats every constant prediction's, 1 / classes present: measured
+    # 0.77 vs 0.5 (sen1floods11) and 0.29 vs 0.2 (EnMAP).
+    labels = torch.cat([b["mask"].flatten() for b in data.val_dataloader()])
+    present = int((torch.bincount(labels[labels >= 0]) > 0).sum())
+    assert metrics["val/accuracy_macro"] > 1.0 / present + 0.05, (metrics, present)
     assert sorted(p.name for p in Path(images[0]).parent.iterdir()) == before  # nothing written
 
 
