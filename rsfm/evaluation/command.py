@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rsfm.hub.backends import DEFAULT_HUB_HELP
+
 DEFAULT_OUT = "evaluation"
 PRIMARY_METRIC = {"segmentation": "mIoU", "classification": "accuracy", "multilabel": "mAP"}
 
@@ -55,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         help="AdamW steps of the frozen_head / finetune heads (batches of 8 random 64 px crops)",
     )
     parser.add_argument("--data-root", default=None, help="folder holding the dataset folders")
-    parser.add_argument(
-        "--hub", default=None, help="hub location (default: $RSFM_HUB or ./checkpoints)"
-    )
+    parser.add_argument("--hub", default=None, help=DEFAULT_HUB_HELP)
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)"
     )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rsfm.data.errors import BandMismatchError
+from rsfm.hub.backends import DEFAULT_HUB_HELP
 
 if TYPE_CHECKING:  # torch, rasterio and the SQA model load once a command runs (fast --help)
     import torch
@@ -240,7 +241,7 @@ def assess_main(argv: list[str]) -> int:
     parser.add_argument("--model", required=True, help="SQA model: hub name[@version] or folder")
     parser.add_argument("--segmenter", default=None, help="segmenter to assess (hub name)")
     parser.add_argument("--rank", nargs="+", default=None, help="segmenters to rank")
-    parser.add_argument("--hub", default=None, help="hub directory / URL (default: checkpoints/)")
+    parser.add_argument("--hub", default=None, help=DEFAULT_HUB_HELP)
     parser.add_argument("--sensor", default=None, help="registered sensor of the image's bands")
     parser.add_argument("--tile-size", type=int, default=None, help="default: the card's")
     parser.add_argument("--quality-map", type=Path, default=None, help="write a per-tile COG")

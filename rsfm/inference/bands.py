@@ -9,9 +9,9 @@ One rule serves selection and normalisation (documented in docs/tiled_inference.
   any other model (fixed bands) takes a band whose centre lies in the passband of a training
   band (centre +- FWHM / 2, at least +- ``PASSBAND_FLOOR_NM``).
 - **Which statistics.** A band uses the card's statistics row whose passband holds its centre,
-  from one sensor: the one covering most bands (ties: :func:`_assemble_stats`). A band no row covers gets statistics from the input itself (a
-  decimated read), with a notice. The table returned is keyed by the input's own wavelengths,
-  so normalisation finds every row exactly.
+  from one sensor: the one covering most bands (ties: :func:`_assemble_stats`). A band no row
+  covers gets statistics from the input itself (a decimated read), with a notice. The table
+  returned is keyed by the input's own wavelengths, so normalisation finds every row exactly.
 - **Missing bands.** Training bands of that sensor absent from the input give a notice for a
   spectrum-aware model (it reads band subsets; ``--allow-missing-bands`` silences it) and an
   error for a fixed-band model.

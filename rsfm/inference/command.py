@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rsfm.hub.backends import DEFAULT_HUB_HELP
+
 if TYPE_CHECKING:  # torch loads once the command runs, so `rsfm tile --help` stays fast
     import numpy as np
     import torch
@@ -148,7 +150,7 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("model", help="hub name[@version] or entry folder")
     parser.add_argument("input", type=Path, help="input GeoTIFF")
     parser.add_argument("output", type=Path, help="output GeoTIFF (tiled, compressed)")
-    parser.add_argument("--hub", default=None, help="hub directory / URL (default: checkpoints/)")
+    parser.add_argument("--hub", default=None, help=DEFAULT_HUB_HELP)
     parser.add_argument(
         "--sensor",
         default=None,

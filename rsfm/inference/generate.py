@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from affine import Affine  # rasterio's transform type, without loading GDAL
 
+from rsfm.hub.backends import DEFAULT_HUB_HELP
+
 if TYPE_CHECKING:  # torch and rasterio load once the command runs, so `--help` stays fast
     from rasterio.windows import Window
 
@@ -373,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("prompt", help='caption, e.g. "a dense residential area next to a river"')
     parser.add_argument("--model", required=True, help="hub name, NAME@VERSION or entry folder")
-    parser.add_argument("--hub", default=None, help="hub location (default: $RSFM_HUB/checkpoints)")
+    parser.add_argument("--hub", default=None, help=DEFAULT_HUB_HELP)
     parser.add_argument("--gsd", type=float, default=None, help="ground sampling distance (m)")
     parser.add_argument("--n", type=int, default=1, help="number of images")
     parser.add_argument("--steps", type=int, default=30, help="sampling steps")
