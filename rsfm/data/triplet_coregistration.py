@@ -53,27 +53,44 @@ class _Source:
     nodata: float | None
 
 
-def band_wavelengths(path: Path, sensor: str | None = None, count: int | None = None) -> np.ndarray:
-    """Centre wavelengths (nm) of a raster's bands: file tags, ``sensor`` or the RSFM_SENSOR tag.
+def band_wavelengths(
+    path: Path, sensor: str | None = None, bands: Sequence[int] | None = None
+) -> np.ndarray:
+    """Centre wavelengths (nm) of a raster's bands (of ``bands``, 1-based, when given): from
+    ``sensor``, the file's wavelength tags or its RSFM_SENSOR tag.
 
-    Unknown wavelengths are NaN (the model then needs an explicit band mapping).
+    A ``sensor`` may describe every band of the file or just the ``bands`` read. Unknown
+    wavelengths are NaN (the model then needs an explicit band mapping).
+
+    Raises:
+        BandMismatchError: When ``sensor`` describes neither the file nor ``bands``.
     """
-    if sensor is not None:
-        return get_sensor(sensor).wavelengths.astype(np.float32)
-    try:
-        return sensor_from_raster(path).wavelengths.astype(np.float32)
-    except ValueError:
-        pass
     with rasterio.open(path) as ds:
-        tagged, n = ds.tags().get("RSFM_SENSOR"), count or ds.count
-    if tagged:
+        tagged, count = ds.tags().get("RSFM_SENSOR"), ds.count
+    picked = list(bands) if bands else list(range(1, count + 1))
+    waves: np.ndarray | None = None
+    if sensor is not None:
+        waves = get_sensor(sensor).wavelengths.astype(np.float32)
+        if len(waves) not in (count, len(picked)):
+            raise BandMismatchError(
+                path, f"sensor {sensor!r} has {len(waves)} bands; the file has {count}"
+            )
+    else:
         try:
-            waves = get_sensor(tagged).wavelengths
-            if len(waves) == n:
-                return waves.astype(np.float32)
-        except KeyError:
-            pass
-    return np.full(n, np.nan, dtype=np.float32)
+            waves = sensor_from_raster(path).wavelengths.astype(np.float32)
+        except ValueError:
+            if tagged:
+                try:
+                    waves = get_sensor(tagged).wavelengths.astype(np.float32)
+                except KeyError:
+                    waves = None
+                if waves is not None and len(waves) != count:
+                    waves = None
+    if waves is None:
+        return np.full(len(picked), np.nan, dtype=np.float32)
+    if len(waves) == count:
+        return waves[[b - 1 for b in picked]]
+    return waves  # the sensor describes the bands read
 
 
 def scale_between(lr_path: Path, hr_path: Path) -> int:
@@ -148,11 +165,9 @@ class CoRegisteredTriplet:
             "reference": (ref_bands, Resampling[ref_resampling]),
             "changed": (None, Resampling.nearest),
         }
-        self.wavelengths = band_wavelengths(
-            files.lr, lr_sensor, len(lr_bands) if lr_bands else None
-        )
+        self.wavelengths = band_wavelengths(files.lr, lr_sensor, lr_bands)
         self.reference_wavelengths = (
-            band_wavelengths(files.reference, ref_sensor, len(ref_bands) if ref_bands else None)
+            band_wavelengths(files.reference, ref_sensor, ref_bands)
             if files.reference is not None
             else np.zeros(0, dtype=np.float32)
         )

@@ -185,10 +185,6 @@ def super_resolve(
         lr=Path(lr_path), reference=Path(reference_path) if reference_path else None
     )
     grid = CoRegisteredTriplet(files, scale=factor, lr_bands=bands, ref_bands=ref_bands)
-    # the grid gives every band's wavelength of the file: keep those of the bands picked
-    grid.wavelengths = _picked(grid.wavelengths, bands, lr_path)
-    if reference_path:
-        grid.reference_wavelengths = _picked(grid.reference_wavelengths, ref_bands, reference_path)
     strength_grid = None
     if isinstance(strength, str | Path) and not _is_number(strength):
         strength_grid = CoRegisteredTriplet(
@@ -310,19 +306,6 @@ def check_inputs(
             problem = f"the {what} has {count} band(s), but {takes}; give one with {wanted}"
         raise BandMismatchError(path, problem)
     return factor
-
-
-def _picked(wavelengths: np.ndarray, bands: Sequence[int] | None, path: str | Path) -> np.ndarray:
-    """The wavelengths of the 1-based ``bands`` when ``wavelengths`` has one per file band."""
-    import rasterio
-
-    if not bands:
-        return wavelengths
-    with rasterio.open(path) as src:
-        count = src.count
-    return (
-        wavelengths[np.asarray(bands, dtype=int) - 1] if len(wavelengths) == count else wavelengths
-    )
 
 
 def _is_number(value: Any) -> bool:

@@ -199,3 +199,22 @@ def test_real_bigearthnet_bands_coregister(shared_data: Path, lr_band: str, scal
     hr_blocks = sample["hr"][0].double().reshape(size // scale, scale, size // scale, scale)
     correlation = np.corrcoef(lr.flatten(), hr_blocks.mean(dim=(1, 3)).flatten())[0, 1]
     assert correlation > 0.5
+
+
+def test_picked_bands_carry_their_own_wavelengths(tmp_path: Path) -> None:
+    """``lr_bands`` / ``ref_bands`` pick the wavelengths of the bands read (they were the
+    file's first bands' or all of them)."""
+    s2 = write_geotiff(tmp_path / "lr.tif", np.ones((13, 8, 8), dtype=np.float32), res=8.0)
+    with rasterio.open(s2, "r+") as src:
+        src.update_tags(RSFM_SENSOR="sentinel2_l1c")
+    rgb = write_geotiff(tmp_path / "ref.tif", np.ones((3, 32, 32), dtype=np.float32), res=2.0)
+    triplet = CoRegisteredTriplet(
+        TripletFiles(lr=s2, reference=rgb), scale=4, lr_bands=[4, 3, 2], ref_bands=[3, 1],
+        ref_sensor="rgb",
+    )  # fmt: skip
+    np.testing.assert_allclose(triplet.wavelengths, [664.6, 559.8, 492.4], rtol=1e-6)
+    np.testing.assert_allclose(triplet.reference_wavelengths, [470.0, 640.0])
+    whole = CoRegisteredTriplet(
+        TripletFiles(lr=s2, reference=rgb), scale=4, lr_sensor="sentinel2_l1c"
+    )
+    assert len(whole.wavelengths) == 13
