@@ -30,7 +30,6 @@ TINY_WORLD = SyntheticWorldConfig(seed=0, n_scenes=3, scene_size_m=960)  # the t
 def test_fine_tuned_segmenter_card_and_tile_carry_the_task_facts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("RSFM_HUB", str(REPO / "checkpoints"))  # weights: the embedded default
     run = tmp_path / "run"
     run.mkdir()
     monkeypatch.chdir(run)  # the twin's CSV logger writes under "."

@@ -100,7 +100,6 @@ def _probe_transfer(weights: str | None, seed: int = 0) -> dict[str, float]:
 
 
 def test_embedded_default_is_a_verified_hub_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RSFM_HUB", str(HUB))
     model = rsfm.hub.load(DEFAULT_MODEL)  # verifies every file's sha256
     card = model.rsfm_card
     assert card.version == "1.0.0" and card.architecture.name == "smarties_tiny"
@@ -117,7 +116,6 @@ def test_embedded_default_is_a_verified_hub_entry(monkeypatch: pytest.MonkeyPatc
 def test_embedded_default_beats_random_init_on_cross_sensor_transfer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RSFM_HUB", str(HUB))
     pretrained = _probe_transfer(DEFAULT_MODEL)
     random = _probe_transfer(None)
     assert pretrained["miou"] > random["miou"] + MARGIN, (pretrained, random)

@@ -24,7 +24,6 @@ TINY_WORLD = SyntheticWorldConfig(seed=0, n_scenes=3, scene_size_m=960)
 
 
 def test_train_push_pull_load_tile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RSFM_HUB", str(REPO / "checkpoints"))  # the embedded default's hub
     pl.seed_everything(0)
     datamodule = LabelledGeoDataModule(
         task="segmentation",

@@ -235,7 +235,6 @@ def test_weights_from_the_hub_bring_their_pretraining_stage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """smarties-tiny@1.0.0 (a schema-1 card): its sensors become the pretraining stage."""
-    monkeypatch.setenv("RSFM_HUB", str(REPO / "checkpoints"))
     task = SegmentationTask(
         model="smarties_tiny_seg_linear", num_classes=7, weights="smarties-tiny@1.0.0"
     )
