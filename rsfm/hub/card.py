@@ -466,6 +466,12 @@ class ModelCard:
             }
         )
 
+    def fields(self) -> dict[str, Any]:
+        """This card's facts as :meth:`build` fields (all of :data:`CARD_FIELDS` but the
+        entry's name, version and component): what a re-push of its model keeps."""
+        kept = [f for f in CARD_FIELDS if f not in ("name", "version", "component")]
+        return {f: getattr(self, f) for f in kept if getattr(self, f) not in (None, [], {}, "")}
+
     # ------------------------------------------------------------------ building
     @classmethod
     def build(

@@ -265,6 +265,9 @@ def push(
     backend = open_hub(hub)
     ref = _new_ref(backend, name, version)
     module, fields, facts = _unwrap(model_or_checkpoint)
+    loaded = getattr(module, "rsfm_card", None)  # a model from `load`: its card's facts stay
+    if isinstance(loaded, ModelCard) and not component:
+        fields = {**loaded.fields(), **fields}
     module = _component(module, component)
     fields = {**fields, **facts_fields(facts, component), "component": component, **(card or {})}
     fields.update(name=ref.name, version=ref.version)

@@ -234,3 +234,18 @@ def test_hub_show_prints_task_classes_and_stages(
     assert "stage     fine-tuning: sentinel2_l1c" in out
     assert hub_main(["show", "seg", "--hub", str(tmp_path / "hub"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pipeline_tag"] == "image-segmentation"
+
+
+def test_a_loaded_model_pushed_again_keeps_its_card(tmp_path: Path) -> None:
+    """``push(load(entry))`` keeps the task, class names, sensors, stages and statistics (it
+    wrote a bare feature-extraction card)."""
+    model = hub.load("water-s2-tiny")
+    hub.push(model, "water-copy", "1.0", tmp_path)
+    again = hub.load("water-copy@1.0", hub=tmp_path).rsfm_card
+    before, after = model.rsfm_card.to_front_matter(), again.to_front_matter()
+    assert after["rsfm"]["task"] == "segmentation" and after["pipeline_tag"] == "image-segmentation"
+    for key in before["rsfm"]:
+        if key not in ("name", "version"):
+            assert after["rsfm"][key] == before["rsfm"][key], key
+    override = hub.push(model, "water-copy", "1.1", tmp_path, card={"metrics": {"x": 1.0}})
+    assert hub.load_card(str(override), hub=tmp_path).metrics == {"x": 1.0}
