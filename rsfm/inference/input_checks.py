@@ -7,7 +7,8 @@ Two silent failures are caught here (``rsfm tile`` warns; ``--strict`` refuses):
   near-constant map. A decimated read of the input (at most ``SAMPLE_SIDE`` px a side, valid
   pixels only) gives per band the 1st / 50th / 99th percentiles; a band is *far* from the
   card's statistics of that band (clip range ``low..high``) when its p1-p99 range is under
-  1/10 or over 10 times ``high - low``, or its median lies outside
+  1/10 or over 10 times ``high - low`` (judged from ``MIN_SPREAD_PIXELS`` valid pixels or
+  more: one pixel has no spread), or its median lies outside
   ``[low - (high - low), high + (high - low)]``. The input is flagged when at least half of
   its bands are far.
 - **A sensor the task head never saw.** A head fine-tuned on Sentinel-2 applied to another
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 SAMPLE_SIDE = 512
 RANGE_RATIO = 10.0
 FAR_SHARE = 0.5
+MIN_SPREAD_PIXELS = 64  # fewer valid pixels (a 1x1 raster) say nothing about the value range
 EMPTY_OUTPUT_SHARE = 0.99  # an output this empty from a mostly valid input is an error
 
 
@@ -64,13 +66,29 @@ def check_readable(path: Path) -> None:
         ) from None
 
 
+def _decimated_read(path: Path, bands: list[int] | None, **kwargs) -> np.ma.MaskedArray:
+    """A decimated, masked read of ``bands`` (1-based; None: all); a block that cannot be
+    decoded (a truncated or corrupt file) raises an error naming the file."""
+    from rasterio.errors import RasterioError
+
+    from rsfm.data.errors import UnreadableRasterError
+
+    try:
+        with rasterio.open(path) as src:
+            bands = list(bands or range(1, src.count + 1))
+            shape = (len(bands), *decimated_shape(src.height, src.width, SAMPLE_SIDE))
+            return src.read(
+                bands, out_shape=shape, resampling=Resampling.nearest, masked=True, **kwargs
+            )
+    except RasterioError as err:
+        raise UnreadableRasterError(
+            path, f"cannot decode its pixels (truncated or corrupt file): {err}"
+        ) from None
+
+
 def sample_valid_pixels(path: Path, bands: list[int]) -> np.ndarray:
     """A decimated read [C, N] of the valid pixels of ``bands`` (1-based)."""
-    with rasterio.open(path) as src:
-        shape = (len(bands), *decimated_shape(src.height, src.width, SAMPLE_SIDE))
-        data = src.read(
-            bands, out_shape=shape, resampling=Resampling.nearest, masked=True, out_dtype="float32"
-        )
+    data = _decimated_read(path, bands, out_dtype="float32")
     values = np.ma.filled(data.astype(np.float32), np.nan).reshape(len(bands), -1)
     return values[:, np.isfinite(values).all(axis=0)]
 
@@ -89,7 +107,9 @@ def far_bands(values: np.ndarray, wavelengths: np.ndarray, stats: BandStats) -> 
         span = max(high - low, 1e-12)
         spread = p99[band] - p1[band]
         outside = not (low - span <= p50[band] <= high + span)
-        ratio_off = spread < span / RANGE_RATIO or spread > span * RANGE_RATIO
+        ratio_off = values.shape[1] >= MIN_SPREAD_PIXELS and (
+            spread < span / RANGE_RATIO or spread > span * RANGE_RATIO
+        )
         if outside or ratio_off:
             far.append(
                 f"{stats.band_names[row]}: input p1-p99 {p1[band]:.4g}..{p99[band]:.4g} "
@@ -135,10 +155,8 @@ def nodata_share(path: Path, bands: list[int] | None = None) -> float:
 
     with rasterio.open(path) as src:
         bands = list(bands or range(1, src.count + 1))
-        good = bad_band_mask(path)
-        bands = [b for b in bands if good[b - 1]] or bands
-        shape = (len(bands), *decimated_shape(src.height, src.width, SAMPLE_SIDE))
-        data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
+    good = bad_band_mask(path)
+    data = _decimated_read(path, [b for b in bands if good[b - 1]] or bands)
     invalid = np.ma.getmaskarray(data).any(axis=0)
     if np.issubdtype(data.dtype, np.floating):
         invalid |= ~np.isfinite(np.ma.filled(data, 0)).all(axis=0)
