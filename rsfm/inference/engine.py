@@ -99,6 +99,11 @@ def check_output_path(input_path: Path, output_path: Path) -> None:
     folder = output_path.resolve().parent
     while not folder.exists():
         folder = folder.parent
+    if not folder.is_dir():
+        raise OutputPathError(
+            output_path,
+            f"cannot be written: {folder} is a file, not a folder; choose another folder",
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(
             output_path, f"cannot be written: no write access to {folder}; choose another folder"
