@@ -263,8 +263,10 @@ class TiledPredictor:
             if start_row < grid.n_rows:
                 self._stream(input_path, meta["bands"], grid, start_row, channels, writer, report)
             writer.finish()
-        except BaseException:
-            if not opts.resume:
+        except BaseException as err:
+            # A bad input (unreadable block, NaN, all nodata) leaves nothing at the output: its
+            # partial run is of no use. An interruption or a crash keeps it for resuming.
+            if not opts.resume or isinstance(err, RasterError):
                 writer.discard()
             raise
         if report.tiles_predicted == 0 and report.tiles_skipped_nodata == len(grid):
