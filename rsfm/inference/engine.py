@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from rsfm.data.errors import (
     BandMismatchError,
+    EmptyRasterError,
     MissingCRSError,
     RasterError,
     UnreadableRasterError,
@@ -222,8 +223,9 @@ class TiledPredictor:
         """Tile ``input_path`` (1-based ``bands``, default all) into ``output_path``.
 
         Raises:
-            UnreadableRasterError / MissingCRSError / BandMismatchError / NonFiniteError: Bad
-                input (the message names the file). Nothing is left at ``output_path``.
+            UnreadableRasterError / MissingCRSError / BandMismatchError / NonFiniteError /
+                EmptyRasterError (every pixel of the file nodata): Bad input (the message names
+                the file). Nothing is left at ``output_path``, not even a partial run.
         """
         input_path, output_path = Path(input_path), Path(output_path)
         check_output_path(input_path, output_path)
@@ -262,6 +264,16 @@ class TiledPredictor:
         try:
             if start_row < grid.n_rows:
                 self._stream(input_path, meta["bands"], grid, start_row, channels, writer, report)
+            every_tile_empty = report.tiles_skipped_nodata == len(grid)
+            if every_tile_empty and report.tiles_predicted == 0:
+                from rsfm.inference.input_checks import nodata_share
+
+                if nodata_share(input_path, meta["bands"]) >= 1.0:  # the file itself is empty
+                    raise EmptyRasterError(
+                        input_path,
+                        "every pixel is nodata in the bands read: nothing to predict; check "
+                        "the file's nodata value and the bands fed",
+                    )
             writer.finish()
         except BaseException as err:
             # A bad input (unreadable block, NaN, all nodata) leaves nothing at the output: its
@@ -270,7 +282,7 @@ class TiledPredictor:
                 writer.discard()
             raise
         if report.tiles_predicted == 0 and report.tiles_skipped_nodata == len(grid):
-            warnings.warn(
+            warnings.warn(  # nodata only as fed (e.g. a band blank everywhere): the caller decides
                 f"{input_path}: every tile is nodata; the output is all nodata", stacklevel=2
             )
         report.seconds = time.perf_counter() - started
