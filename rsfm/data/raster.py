@@ -107,6 +107,8 @@ def _open(path: PathLike) -> rasterio.io.DatasetReader:
     try:
         return rasterio.open(path)
     except RasterioIOError as err:
+        if os.path.isfile(path) and os.path.getsize(path) == 0:  # GDAL says "not recognized"
+            raise UnreadableRasterError(path, "the file is empty (0 bytes)") from err
         raise UnreadableRasterError(path, f"cannot open as a raster ({err})") from err
 
 
