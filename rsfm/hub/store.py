@@ -307,6 +307,15 @@ def resolve_checkpoint(path: str | os.PathLike[str], best: bool = False) -> Path
 
 
 def _read_checkpoint(path: Path, trusted: bool) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise HubError(f"{path}: the file is empty (0 bytes), not a checkpoint")
+    if not head.startswith((b"PK", b"\x80")):  # torch.save writes a zip (legacy: a pickle)
+        raise HubError(
+            f"{path}: not a PyTorch checkpoint (neither the zip archive torch.save writes nor a "
+            "pickle); give the .ckpt file of an rsfm run or its run folder"
+        )
     try:
         # The only torch.load of the hub: the user's own checkpoint, restricted to plain data
         # and tensors unless the user vouches for it.
