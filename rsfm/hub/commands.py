@@ -170,7 +170,7 @@ def hub_main(argv: list[str]) -> int:
         else:
             entry = store.verify(ns.name, ns.hub)
             print(f"OK {entry.ref.key}: {len(entry.record['files'])} files match index.json")
-    except (HubError, FileNotFoundError, ValueError) as err:
+    except (HubError, OSError, ValueError) as err:  # OSError: e.g. a read-only hub
         print(f"rsfm hub {ns.action}: error: {err}", file=sys.stderr)
         return 1
     return 0
