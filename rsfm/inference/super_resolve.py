@@ -173,12 +173,18 @@ def super_resolve(
     Raises:
         BandMismatchError: Before any compute, naming the file, when the LR bands (or the
             reference's) are not as many as the model takes (see :func:`check_inputs`).
+        OutputIsInputError / OutputPathError: Before anything is read, when the output is one
+            of the inputs (LR, reference, strength GeoTIFF) or cannot be written there.
     """
     import torch
 
     from rsfm.data.triplet_coregistration import CoRegisteredTriplet, TripletFiles
-    from rsfm.inference.engine import TiledPredictor, TileOptions
+    from rsfm.inference.engine import TiledPredictor, TileOptions, check_output_path
 
+    strength_file = None if _is_number(strength) else strength
+    for source in (lr_path, reference_path, strength_file):  # writing one would destroy it
+        if source is not None:
+            check_output_path(Path(source), Path(output_path))
     factor = check_inputs(model, lr_path, reference_path, bands, ref_bands, scale)
     model = model.to(device).eval()
     files = TripletFiles(
