@@ -315,3 +315,49 @@ def test_config_validation() -> None:
 def test_scene_size_must_be_a_whole_multiple_of_every_gsd() -> None:
     """The nesting rule the config checks (10/20/30/60 m grids share origins)."""
     assert is_multiple(960.0, 30.0) and not is_multiple(1000.0, 30.0)
+
+
+def test_landscape_scale_one_is_the_default_world() -> None:
+    """The option is opt-in: at 1 the config, its hash (cache folder) and the pixels are the
+    default world's (smarties-tiny@1.0.0 and the tests were made on it)."""
+    from rsfm.data.synthetic.scenes import generate_scene
+
+    default = SyntheticWorldConfig()
+    assert default.config_hash() == "66c0adeddb99a53b"  # the default cache folder, as before
+    assert "landscape_scale" not in default.to_dict()
+    explicit = SyntheticWorldConfig(seed=7, n_scenes=1, scene_size_m=960.0, landscape_scale=1)
+    small = SyntheticWorldConfig(seed=7, n_scenes=1, scene_size_m=960.0)
+    assert explicit.config_hash() == small.config_hash()
+    a, b = generate_scene(explicit, 0), generate_scene(small, 0)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.fields, b.fields)
+    np.testing.assert_array_equal(
+        render_sensor(a, "sentinel2_l1c"), render_sensor(b, "sentinel2_l1c")
+    )
+
+
+def test_landscape_scale_gives_smoother_scenes_in_their_own_cache_folder() -> None:
+    from rsfm.data.synthetic.scenes import generate_scene
+
+    base = dict(seed=7, n_scenes=1, scene_size_m=960.0)
+    scaled = SyntheticWorldConfig(**base, landscape_scale=4.0)
+    assert scaled.config_hash() != SyntheticWorldConfig(**base).config_hash()
+    assert scaled.to_dict()["landscape_scale"] == 4.0
+    assert SyntheticWorldConfig(**scaled.to_dict()) == scaled  # the manifest's config reads back
+
+    def edges(labels: np.ndarray) -> float:  # share of pixels whose right/lower neighbour differs
+        return float(np.mean(labels[:, 1:] != labels[:, :-1]) + np.mean(labels[1:] != labels[:-1]))
+
+    def roughness(fields: np.ndarray) -> float:  # mean squared step between neighbours
+        return float(np.mean(np.diff(fields, axis=-1) ** 2))
+
+    scenes = [generate_scene(SyntheticWorldConfig(**base, landscape_scale=s), 0) for s in (1, 4)]
+    assert edges(scenes[1].labels) < 0.5 * edges(scenes[0].labels)
+    assert roughness(scenes[1].fields) < 0.5 * roughness(scenes[0].fields)
+    assert len(np.unique(scenes[1].labels)) >= 3  # still a landscape, not one class
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_landscape_scale_must_be_positive_and_finite(scale: float) -> None:
+    with pytest.raises(ValueError, match="landscape_scale"):
+        SyntheticWorldConfig(landscape_scale=scale)

@@ -33,6 +33,12 @@ class SyntheticWorldConfig:
         labels_gsd_m: Grid of ``labels.tif`` (majority of the fine labels per cell).
         nodata_wedge: Blank a swath-edge wedge in the last scene's Sentinel-2 rasters.
         sar_looks: Equivalent number of looks of the SAR speckle.
+        landscape_scale: Multiplies every length of the landscape (land-cover patches,
+            parcels, river and road widths, the variability fields' correlation lengths).
+            1 is the default world; larger values give smoother scenes with fewer edges per
+            window, whose masked patches are predictable from the visible ones (the
+            quickstart uses 4). Left out of the hash at 1, so default worlds keep their
+            cache folder.
     """
 
     seed: int = 0
@@ -43,10 +49,14 @@ class SyntheticWorldConfig:
     labels_gsd_m: float = 10.0
     nodata_wedge: bool = True
     sar_looks: float = 4.0
+    landscape_scale: float = 1.0
 
     def __post_init__(self) -> None:
         self.sensors = tuple(get_sensor(name).name for name in self.sensors)
         self.gsd_m = {get_sensor(k).name: float(v) for k, v in self.gsd_m.items()}
+        self.landscape_scale = float(self.landscape_scale)
+        if not (math.isfinite(self.landscape_scale) and self.landscape_scale > 0):
+            raise ValueError(f"landscape_scale must be > 0, got {self.landscape_scale}")
         if self.n_scenes < 1:
             raise ValueError(f"n_scenes must be >= 1, got {self.n_scenes}")
         for gsd in (*self.all_gsds(), self.labels_gsd_m):
@@ -77,6 +87,8 @@ class SyntheticWorldConfig:
         data = asdict(self)
         data["sensors"] = list(self.sensors)
         data["gsd_m"] = dict(sorted(self.gsd_m.items()))
+        if data["landscape_scale"] == 1.0:  # the default world keeps its hash (cache folder)
+            del data["landscape_scale"]
         return data
 
     def config_hash(self) -> str:

@@ -6,6 +6,8 @@ wetland fringe, and rectangular crop parcels. Three variability fields (brightne
 class condition ``u``, moisture ``v``; ~N(0, 1), clipped to +-2.5) give every class smooth
 within-class structure; their spectral meaning lives in :mod:`rsfm.data.synthetic.spectra`.
 All draws come from the caller's ``numpy.random.Generator``, so scenes are reproducible.
+``scale`` (``SyntheticWorldConfig.landscape_scale``) multiplies every length; at 1 the draws and
+values are exactly the default world's.
 """
 
 from __future__ import annotations
@@ -82,14 +84,16 @@ def _river_distance(
     return np.abs(across - line) / np.sqrt(1.0 + slope**2)
 
 
-def _crop_parcels(rng: np.random.Generator, shape: tuple[int, int], gsd: float) -> np.ndarray:
+def _crop_parcels(
+    rng: np.random.Generator, shape: tuple[int, int], gsd: float, scale: float = 1.0
+) -> np.ndarray:
     """Per-pixel growth stage of rectangular crop parcels (strips cut into fields)."""
     values = np.empty(shape, dtype=np.float32)
     xs = (np.arange(shape[1]) + 0.5) * gsd
     row = 0
     while row < shape[0]:
-        height = max(1, int(rng.uniform(60.0, 200.0) / gsd))
-        edges = np.cumsum(rng.uniform(60.0, 250.0, size=int(xs[-1] / 60.0) + 2))
+        height = max(1, int(rng.uniform(60.0, 200.0) * scale / gsd))
+        edges = np.cumsum(rng.uniform(60.0, 250.0, size=int(xs[-1] / (60.0 * scale)) + 2) * scale)
         stages = rng.uniform(-1.6, 1.6, size=edges.size + 1).astype(np.float32)
         values[row : row + height] = stages[np.searchsorted(edges, xs)]
         row += height
@@ -100,8 +104,14 @@ def _crop_parcels(rng: np.random.Generator, shape: tuple[int, int], gsd: float) 
 _CLASS_PRIORS = np.array([0.06, 0.26, 0.2, 0.28, 0.1, 0.07, 0.03])
 
 
-def draw_label_map(rng: np.random.Generator, shape: tuple[int, int], gsd: float) -> np.ndarray:
-    """Land-cover map (uint8 class ids) of ``shape`` pixels of ``gsd`` metres."""
+def draw_label_map(
+    rng: np.random.Generator, shape: tuple[int, int], gsd: float, scale: float = 1.0
+) -> np.ndarray:
+    """Land-cover map (uint8 class ids) of ``shape`` pixels of ``gsd`` metres.
+
+    ``scale`` multiplies every length of the map (patch sizes, settlement reach, river and road
+    widths, riparian fringe); the river's course is relative to the scene and does not change.
+    """
     size = shape[0] * gsd
     ys, xs = np.meshgrid(
         (np.arange(shape[0]) + 0.5) * gsd,
@@ -112,31 +122,41 @@ def draw_label_map(rng: np.random.Generator, shape: tuple[int, int], gsd: float)
     priors = _CLASS_PRIORS * np.exp(rng.normal(0.0, 0.4, NUM_CLASSES))
     priors /= priors.sum()
     scores = np.empty((NUM_CLASSES, *shape), dtype=np.float32)
-    step = _step(gsd, 60.0)  # large- and medium-scale parts are summed on one coarse grid
+    step = _step(gsd, 60.0 * scale)  # large- and medium-scale parts are summed on one grid
     for cls in range(NUM_CLASSES):
-        large = _coarse_field(rng, shape, gsd, rng.uniform(250.0, 450.0), step)
-        medium = _coarse_field(rng, shape, gsd, 60.0, step)
+        large = _coarse_field(rng, shape, gsd, rng.uniform(250.0, 450.0) * scale, step)
+        medium = _coarse_field(rng, shape, gsd, 60.0 * scale, step)
         scores[cls] = _upsample(large + 0.35 * medium + np.log(priors[cls]), step, shape)
     road = _line_distance(rng, ys, xs, size)
-    scores[LandCover.BUILT_UP] += 1.2 * np.exp(-road / 150.0)  # settlements grow along roads
+    # settlements grow along roads
+    scores[LandCover.BUILT_UP] += 1.2 * np.exp(-road / (150.0 * scale))
     labels = np.argmax(scores, axis=0).astype(np.uint8)
 
     river = _river_distance(rng, ys, xs, size)
-    river_half_width = rng.uniform(8.0, 22.0)
-    wet = smooth_field(rng, shape, gsd, 80.0)
-    labels[(river < river_half_width + 90.0) & (wet > 0.0)] = LandCover.WETLAND
+    river_half_width = rng.uniform(8.0, 22.0) * scale
+    wet = smooth_field(rng, shape, gsd, 80.0 * scale)
+    labels[(river < river_half_width + 90.0 * scale) & (wet > 0.0)] = LandCover.WETLAND
     labels[river < river_half_width] = LandCover.WATER
-    labels[road < rng.uniform(4.0, 6.0)] = LandCover.BUILT_UP
+    labels[road < rng.uniform(4.0, 6.0) * scale] = LandCover.BUILT_UP
     return labels
 
 
-def draw_variability_fields(rng: np.random.Generator, labels: np.ndarray, gsd: float) -> np.ndarray:
-    """Fields b, u, v (float32 [3, H, W]); cropland ``u`` is constant per parcel."""
+def draw_variability_fields(
+    rng: np.random.Generator, labels: np.ndarray, gsd: float, scale: float = 1.0
+) -> np.ndarray:
+    """Fields b, u, v (float32 [3, H, W]); cropland ``u`` is constant per parcel.
+
+    ``scale`` multiplies the correlation lengths of the fields and the parcel sizes.
+    """
     shape = labels.shape
+
+    def field(scale_m: float) -> np.ndarray:
+        return smooth_field(rng, shape, gsd, scale_m * scale)
+
     fields = np.empty((3, *shape), dtype=np.float32)
-    fields[0] = smooth_field(rng, shape, gsd, 200.0) + 0.3 * smooth_field(rng, shape, gsd, 8.0)
-    fields[1] = smooth_field(rng, shape, gsd, 120.0) + 0.3 * smooth_field(rng, shape, gsd, 8.0)
-    fields[2] = smooth_field(rng, shape, gsd, 400.0)
+    fields[0] = field(200.0) + 0.3 * field(8.0)
+    fields[1] = field(120.0) + 0.3 * field(8.0)
+    fields[2] = field(400.0)
     crops = labels == LandCover.CROPLAND
-    fields[1][crops] = _crop_parcels(rng, shape, gsd)[crops] + 0.3 * fields[1][crops]
+    fields[1][crops] = _crop_parcels(rng, shape, gsd, scale)[crops] + 0.3 * fields[1][crops]
     return np.clip(fields, -2.5, 2.5)

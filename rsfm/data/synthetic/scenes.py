@@ -106,8 +106,9 @@ def generate_scene(config: SyntheticWorldConfig, index: int) -> Scene:
     location, crs, west, north = LOCATIONS[index % len(LOCATIONS)]
     north -= (index // len(LOCATIONS)) * LOCATION_REPEAT_SHIFT_M
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, index]))
-    labels = landscape.draw_label_map(rng, (pixels, pixels), gsd)
-    fields = landscape.draw_variability_fields(rng, labels, gsd)
+    scale = config.landscape_scale
+    labels = landscape.draw_label_map(rng, (pixels, pixels), gsd, scale)
+    fields = landscape.draw_variability_fields(rng, labels, gsd, scale)
     thermal = float(rng.normal(0.0, 3.0))
     size = config.scene_size_m
     return Scene(index, location, crs, west, north, size, gsd, labels, fields, config.seed, thermal)
