@@ -108,10 +108,16 @@ def assess_image(
 
     Raises:
         BandMismatchError: Naming the file when it holds no valid pixel.
+        NonFiniteError: Naming the file and the window of a NaN/inf that is not nodata (as
+            the tiled engine, training and ``rsfm data stats`` refuse them).
+        UnreadableRasterError: Naming the file when a block cannot be decoded.
     """
     import rasterio
     import torch
+    from rasterio.errors import RasterioError
     from rasterio.windows import Window
+
+    from rsfm.data.errors import NonFiniteError, UnreadableRasterError
 
     with rasterio.open(path) as src:
         height, width = src.height, src.width
@@ -123,8 +129,20 @@ def assess_image(
         batches, weights = [], []
         for row, col in _tiles(height, width, tile):
             window = Window(col, row, tile, tile)
-            data = src.read(bands, window=window, masked=True).astype(np.float32)
-            valid = ~np.ma.getmaskarray(data).any(axis=0) & np.isfinite(data.filled(0)).all(axis=0)
+            where = f"window rows {row}:{row + tile}, cols {col}:{col + tile}"
+            try:
+                data = src.read(bands, window=window, masked=True).astype(np.float32)
+            except RasterioError as err:
+                raise UnreadableRasterError(
+                    path, f"cannot decode {where} (truncated or corrupt file): {err}"
+                ) from None
+            bad = int((~np.isfinite(data.filled(0))).sum())
+            if bad:
+                raise NonFiniteError(
+                    path, f"{where} holds {bad} NaN/inf values that are not the declared "
+                    "nodata; set the file's nodata or clean it",
+                )  # fmt: skip
+            valid = ~np.ma.getmaskarray(data).any(axis=0)
             if valid.any():
                 batches.append(np.where(valid, data.filled(0.0), 0.0))
                 weights.append(float(valid.mean()))
@@ -253,7 +271,12 @@ def assess_main(argv: list[str]) -> int:
         parser.error("give exactly one of --segmenter NAME or --rank NAME [NAME ...]")
 
     from rsfm.inference.bands import input_sensor, select_bands
+    from rsfm.inference.engine import check_output_path
+    from rsfm.inference.input_checks import check_readable
 
+    if args.quality_map is not None:  # before a model loads or a score is printed
+        check_output_path(args.image, args.quality_map)
+    check_readable(args.image)
     sqa, segmenters = _load(args)
     card = _card(segmenters[0].model)
     sensor = input_sensor(args.image, args.sensor, card)
