@@ -243,6 +243,16 @@ def _error_key(lines: list[str], leaf: int) -> tuple[str, str | None, str | None
     return ".".join(parts) or "?", class_path, value
 
 
+RUNS = "runs"
+
+
+def default_run_root(configs: Any) -> Path:
+    """``runs/<stem of the last --config>`` (``runs/rsfm`` without one): where a run goes when
+    its config names no ``trainer.default_root_dir``."""
+    given = [os.fspath(str(c)) for c in configs or [] if c is not None]
+    return Path(RUNS) / (Path(given[-1]).stem if given else "rsfm")
+
+
 def lightning_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run LightningCLI with any rsfm task / datamodule selected by ``class_path`` in YAML.
 
@@ -260,7 +270,11 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
         importlib.import_module(module)
 
     class RsfmCLI(LightningCLI):
-        """LightningCLI that ends ``fit`` with where everything went and what to do next.
+        """LightningCLI with one run layout for every family, ending ``fit`` with a summary.
+
+        The layout (:mod:`rsfm.tasks.checkpoint_io`): ``<run root>/config.yaml`` (resolved
+        config), ``<run root>/checkpoints/`` (and ``checkpoints/steps/``), loggers beside them;
+        the run root is ``trainer.default_root_dir`` (``runs/<config name>`` when unset).
 
         A config the parser refuses raises :class:`ConfigError`, whose one-line message starts
         with the offending key and a "did you mean" (no usage dump; see :func:`main`).
@@ -278,19 +292,37 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
                 subparser = getattr(self, "_subcommand_parsers", {}).get(command, parser)
                 raise ConfigError(describe_config_error(str(err), subparser, given)) from err
 
+        def before_instantiate_classes(self) -> None:
+            """A run without ``trainer.default_root_dir`` gets ``runs/<config name>``."""
+            config = self.config.get(str(self.subcommand), self.config)
+            trainer = config.get("trainer")
+            if trainer is not None and trainer.get("default_root_dir") is None:
+                trainer["default_root_dir"] = str(default_run_root(config.get("config")))
+
+        def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+            """The trainer, its checkpoints placed in the run layout (``<root>/checkpoints``)."""
+            from rsfm.tasks.checkpoint_io import place_checkpoints
+
+            trainer = super().instantiate_trainer(**kwargs)
+            place_checkpoints(trainer)
+            return trainer
+
         def after_fit(self) -> None:
             """Print checkpoints, final metrics, config, logs and the push command."""
             from rsfm.tasks.run_summary import run_summary
 
-            summary = run_summary(self.trainer)  # every rank: trainer.log_dir broadcasts
+            summary = run_summary(self.trainer)
             if self.trainer.is_global_zero:
                 print(summary, flush=True)
+
+    from rsfm.tasks.run_summary import RunConfigCallback
 
     return RsfmCLI(
         pl.LightningModule,
         pl.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=RunConfigCallback,  # <run root>/config.yaml, not <log dir>/
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"exit_on_error": False},  # errors raise: RsfmCLI.parse_arguments
         args=args,
