@@ -78,3 +78,47 @@ def test_unknown_key_is_an_error(
         main(["fit", "--config", str(bad), "--print_config"])
     assert exit_info.value.code not in (0, None)
     assert key in capsys.readouterr().err
+
+
+# The long recipes: a kill must not lose an epoch of multi-GPU training (issue 13).
+PAPER_SCALE = [
+    "smarties/vit_base_pretrain.yaml",
+    "text2earth/base.yaml",
+    "sqa/base.yaml",
+    "crefdiff/x10.yaml",
+    "clip/vit_b16.yaml",
+    "colearning/s1s2_bigearthnet.yaml",
+    "hyperspectral/emit_methane.yaml",
+]
+
+
+def _callbacks(written: dict) -> dict[str, dict]:
+    """``class name -> init_args`` of the config's trainer callbacks."""
+    return {
+        c["class_path"].rsplit(".", 1)[1]: c.get("init_args") or {}
+        for c in written["trainer"].get("callbacks") or []
+    }
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_shipped_config_writes_the_run_layout(config: Path) -> None:
+    """runs/<name>/ holds config.yaml (rsfm.cli), checkpoints/ and the loggers' folders."""
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    root = written["trainer"].get("default_root_dir")
+    assert root and root.startswith("runs/"), f"no trainer.default_root_dir runs/<name>: {root}"
+    callbacks = _callbacks(written)
+    assert "ModelCheckpoint" in callbacks
+    assert callbacks["ModelCheckpoint"].get("dirpath") in (None, f"{root}/checkpoints")
+    if "StepCheckpoint" in callbacks:
+        assert callbacks["StepCheckpoint"].get("dirpath") in (None, f"{root}/checkpoints/steps")
+    for logger in written["trainer"].get("logger") or []:
+        assert logger["init_args"]["save_dir"] == root, logger
+    plugins = [p["class_path"] for p in written["trainer"].get("plugins") or []]
+    assert "rsfm.tasks.checkpoint_io.AtomicCheckpointIO" in plugins
+
+
+@pytest.mark.parametrize("name", PAPER_SCALE)
+def test_paper_scale_recipes_checkpoint_every_n_steps(name: str) -> None:
+    written = yaml.safe_load((REPO / "configs" / name).read_text(encoding="utf-8"))
+    every = _callbacks(written).get("StepCheckpoint", {}).get("every_n_train_steps")
+    assert isinstance(every, int) and 1 <= every <= 1000, every
