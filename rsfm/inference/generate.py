@@ -31,6 +31,10 @@ from rsfm.hub.backends import DEFAULT_HUB_HELP
 if TYPE_CHECKING:  # torch and rasterio load once the command runs, so `--help` stays fast
     from rasterio.windows import Window
 
+# rsfm.models.layers.diffusion.GUIDANCE_SCHEDULES, spelled out so `--help` imports no torch
+# (tests/test_generate_output.py checks they agree).
+GUIDANCE_SCHEDULES = ("constant", "linear", "cosine", "linear_up")
+PREVIEW_MAX_PIXELS = 2048 * 2048  # canvases larger than this get no PNG preview
 CHUNK = 256  # block side of the GeoTIFFs and of the windows a canvas is finished in
 GC_EVERY_TILES = 8
 GDAL_CACHE_MB = 64  # bounds the GDAL block cache while tiles read and write the sums
@@ -382,7 +386,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scheduler", default="ddim", help="ddim, euler, euler_a, dpm, ...")
     parser.add_argument("--text-scale", type=float, default=5.0, help="text guidance scale")
     parser.add_argument("--gsd-scale", type=float, default=2.0, help="resolution guidance scale")
-    parser.add_argument("--guidance-schedule", default="constant", help="constant|linear|cosine")
+    parser.add_argument(
+        "--guidance-schedule",
+        default="constant",
+        choices=GUIDANCE_SCHEDULES,
+        help="both guidance scales over the steps: constant (default), linear and cosine "
+        "(strong early, none at the end), linear_up (none early, full at the end)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
@@ -406,7 +416,71 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask", type=Path, default=None, help="mask GeoTIFF (1 = regenerate)")
     parser.add_argument("--overlap", type=int, default=None, help="canvas tile overlap (px)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (stderr) over the sampling"
+    )
     return parser
+
+
+def _shape(array: np.ndarray, gsd: float | None) -> str:
+    bands, height, width = array.shape
+    at = f" at {gsd:g} m" if gsd else ""
+    return f"{bands} bands, {height}x{width} px{at}"
+
+
+def _tick(bar: Any, total: int) -> None:
+    """One sampling step done (a scheduler may take more steps than ``--steps``: PNDM)."""
+    if bar.total != total:
+        bar.total = total
+        bar.refresh()
+    bar.update()
+
+
+def _report(bar: Any, line: str) -> None:
+    """Print a line above the progress bar (plain print without one)."""
+    if bar is not None:
+        bar.write(line)
+    else:
+        print(line, flush=True)
+
+
+def _generate_one_canvas(
+    model: Any,
+    ns: argparse.Namespace,
+    stem: Path,
+    index: int,
+    rows: list[int],
+    common: dict[str, Any],
+) -> list[Path]:
+    """One canvas (tile by tile, a bar over the tiles), its preview when moderate; the paths."""
+    import rasterio
+
+    size = ns.size or (None, None)
+    report = generate_canvas(
+        model,
+        ns.prompt,
+        stem.with_suffix(".tif"),
+        gsd=ns.gsd,
+        height=size[0],
+        width=size[1],
+        bounds=ns.bounds,
+        crs=ns.crs,
+        image=ns.image,
+        mask=ns.mask,
+        overlap=ns.overlap,
+        seed=ns.seed + 1000 * index,
+        progress=not ns.no_progress,
+        **common,
+    )
+    tif = report.outputs[0]
+    print(f"{tif} (GeoTIFF, {report.height}x{report.width} px, {report.tiles} tiles)", flush=True)
+    if report.height * report.width > PREVIEW_MAX_PIXELS:
+        print(f"  no PNG preview: the canvas is larger than {PREVIEW_MAX_PIXELS:,} pixels")
+        return [tif]
+    with rasterio.open(tif) as dataset:
+        png = write_png(stem.with_suffix(".png"), dataset.read(), rows)
+    print(f"{png} (RGB preview)", flush=True)
+    return [tif, png]
 
 
 def generate_main(argv: list[str]) -> int:
@@ -414,7 +488,6 @@ def generate_main(argv: list[str]) -> int:
     ns = _parser().parse_args(argv)
     if ns.bounds is not None and ns.gsd is None:
         raise SystemExit("rsfm generate: --bounds needs --gsd")
-    import rasterio
     import torch
 
     model = load_generator(ns.model, ns.hub, ns.device)
@@ -432,39 +505,49 @@ def generate_main(argv: list[str]) -> int:
         "guidance_schedule": ns.guidance_schedule,
     }
     rows = rgb_rows(model)
-    for index in range(ns.n):
-        stem = ns.out / f"generated_{index:03d}"
-        if canvas:
-            size = ns.size or (None, None)
-            report = generate_canvas(
+    written: list[Path] = []
+    bar = None
+    if not canvas and not ns.no_progress:  # canvases show a bar over their tiles
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=ns.n * ns.steps, desc="rsfm generate: sampling", unit="step")
+    try:
+        for index in range(ns.n):
+            stem = ns.out / f"generated_{index:03d}"
+            if bar is not None:
+                bar.set_postfix_str(f"image {index + 1}/{ns.n}")
+            if canvas:
+                written += _generate_one_canvas(model, ns, stem, index, rows, common)
+                continue
+            generator = torch.Generator(device="cpu").manual_seed(ns.seed + index)
+            image = model.generate(
+                [ns.prompt],
+                [ns.gsd],
+                generator=generator,
+                progress=None if bar is None else lambda step, steps: _tick(bar, ns.n * steps),
+                **common,
+            )[0]
+            array = image.float().cpu().numpy()
+            tif = write_geotiff(
+                stem.with_suffix(".tif"),
+                array,
                 model,
                 ns.prompt,
-                stem.with_suffix(".tif"),
-                gsd=ns.gsd,
-                height=size[0],
-                width=size[1],
-                bounds=ns.bounds,
-                crs=ns.crs,
-                image=ns.image,
-                mask=ns.mask,
-                overlap=ns.overlap,
-                seed=ns.seed + 1000 * index,
-                progress=True,
-                **common,
+                ns.gsd or math.nan,
+                ns.bounds,
+                ns.crs,
             )
-            if report.height * report.width <= 2048 * 2048:  # previews only for moderate sizes
-                with rasterio.open(report.outputs[0]) as dataset:
-                    write_png(stem.with_suffix(".png"), dataset.read(), rows)
-            print(
-                f"{stem.with_suffix('.tif')}: {report.height}x{report.width}, {report.tiles} tiles"
-            )
-            continue
-        generator = torch.Generator(device="cpu").manual_seed(ns.seed + index)
-        image = model.generate([ns.prompt], [ns.gsd], generator=generator, **common)[0]
-        array = image.float().cpu().numpy()
-        write_geotiff(
-            stem.with_suffix(".tif"), array, model, ns.prompt, ns.gsd or math.nan, ns.bounds, ns.crs
-        )
-        write_png(stem.with_suffix(".png"), array, rows)
-        print(stem.with_suffix(".tif"))
+            png = write_png(stem.with_suffix(".png"), array, rows)
+            _report(bar, f"{tif} (GeoTIFF, {_shape(array, ns.gsd)})")
+            _report(bar, f"{png} (RGB preview)")
+            written += [tif, png]
+    finally:
+        if bar is not None:
+            bar.close()
+    tifs = sum(p.suffix == ".tif" for p in written)
+    pngs = len(written) - tifs
+    print(
+        f"rsfm generate: wrote {tifs} GeoTIFF{'s' * (tifs != 1)} and {pngs} PNG "
+        f"preview{'s' * (pngs != 1)} to {ns.out}/"
+    )
     return 0
