@@ -218,11 +218,6 @@ X_GENERATE = (
     "input_checks.check_readable and the band count, and refuse an --out that is a file, "
     "before ns.out.mkdir(); today "
 )
-X_TILE_USAGE = (
-    "rsfm/inference/command.py tile_main: refusals found after the model loads use "
-    "parser.error, which prints the 8-line usage before the one error line; print the one "
-    "line and return 2 (as --strict does) instead"
-)
 X_SMALL_FIT = (
     "rsfm/data/windows.py RandomWindows: the 'no file ... is at least N px wide and tall' "
     "error names no file; it should name the files too small for the patch and their size "
@@ -291,9 +286,9 @@ CASES = [
     _tile("tile-out-locked", "s2", 1, "{out}", "another rsfm tile run", prep=("locked",)),
     _c("tile-unknown-model", "tile nope {s2} {out} --hub {hub}", 1, "'nope'", "no model named"),
     _c("tile-a-super-resolution-model", "tile sr {s2} {out} --hub {hub}", 2, "sr ",
-       "rsfm super-resolve", xfail=X_TILE_USAGE),
+       "rsfm super-resolve"),
     _c("tile-size-off-the-patch-grid", TILE.replace("{src}", "{s2}") + " --tile-size 33", 2,
-       "--tile-size", "patch size 16", xfail=X_TILE_USAGE),
+       "--tile-size", "patch size 16"),
     _c("tile-tampered-entry", "tile seg-bad {s2} {out} --hub {hub}", 1, "seg-bad@1.0",
        "model.safetensors", "sha256 mismatch"),
     # --------------------------------------------------------------- rsfm data stats

@@ -141,6 +141,12 @@ def resume_key(
     return f"{ref} (weights sha256 {weights}, inputs fed {feed_digest[:16]})"
 
 
+def _usage_error(message: str) -> int:
+    """A refusal found once the model is known: one line, exit code 2 (as argparse's)."""
+    print(f"rsfm tile: error: {message}", file=sys.stderr)
+    return 2
+
+
 def tile_main(argv: list[str]) -> int:
     """Parse ``rsfm tile`` arguments and run the tiled engine."""
     parser = argparse.ArgumentParser(
@@ -226,7 +232,7 @@ def tile_main(argv: list[str]) -> int:
         return _run_hook(TILE_HOOKS[card.output], model, args)
     kind = default_output(model, card) if args.kind == "auto" else args.kind
     if kind not in TILE_OUTPUTS:
-        parser.error(
+        return _usage_error(
             f"{args.model} is a {card.task if card else '?'} model (output {kind!r}); use "
             f"{_OTHER_COMMANDS.get(kind, 'the command of its family')}"
         )
@@ -250,7 +256,10 @@ def tile_main(argv: list[str]) -> int:
     trained = -(-trained // patch) * patch  # the training input size, on the patch grid
     tile = args.tile_size or max(4 * patch, 64, trained)
     if tile % patch:
-        parser.error(f"--tile-size must be a multiple of the model's patch size {patch}")
+        return _usage_error(
+            f"--tile-size {tile} must be a multiple of the model's patch size {patch} "
+            f"(e.g. {max(patch, tile // patch * patch)})"
+        )
     overlap = args.overlap if args.overlap is not None else tile // 4
     normalize = None
     if stats is not None:
