@@ -332,12 +332,7 @@ CASES = [
     _fit("fit-inf", "inf_dense", 1, "{inf_dense}", NONFINITE),
     _fit("fit-1x1", "one", 1, "{one}", "16 px", xfail=X_SMALL_FIT),
     _fit("fit-smaller-than-a-patch", "small", 1, "{small}", "16 px", xfail=X_SMALL_FIT),
-    _fit("fit-polar-epsg3413", "polar", 0, check="fit", xfail=(
-        "rsfm/data/datamodules/pretrain.py GeoDataModule._stats_for passes "
-        "folder=train_files[0].parent: the statistics are written beside the user's raster as "
-        "band_stats_<sensor>.json, keyed by the sensor only, so the next fit on another file of "
-        "that folder (e.g. a uint8 one) silently reuses them; pass folder=self.data_root (None "
-        "for user files: the file-keyed cache of BaseDataModule._cached_band_stats)")),
+    _fit("fit-polar-epsg3413", "polar", 0, check="fit"),
     _fit("fit-failed-run-leaves-no-version-folder", "nodata", 1, "{nodata}",
          "every pixel is nodata", files_only=False, xfail=(
         "rsfm/cli.py: Lightning creates logs/version_N (CSVLogger.experiment, in "

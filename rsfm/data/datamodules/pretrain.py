@@ -88,7 +88,8 @@ class GeoDataModule(BaseDataModule):
     With no ``sources`` and no ``pairs`` the embedded synthetic world is generated (once, cached)
     and used: single-sensor windows of ``synthetic_sensors`` and co-registered pairs of
     ``synthetic_pairs``. Per-band normalisation statistics are computed from training windows on
-    first use, saved beside the data (``band_stats_<sensor>.json``) and reused afterwards.
+    first use and cached, keyed by the training files and bands (``$RSFM_CACHE/band_stats``;
+    never in your data folders; the synthetic world's beside it), then reused.
 
     Args:
         sources: Single-sensor sources.
@@ -198,7 +199,7 @@ class GeoDataModule(BaseDataModule):
                 bands=source.bands,
                 skip_empty=True,
             ),
-            folder=self.data_root if self.data_root is not None else train_files[0].parent,
+            folder=self.data_root,  # None (your files): the file-keyed cache
         )
 
     def setup(self, stage: str | None = None) -> None:
