@@ -249,7 +249,7 @@ RUNS = "runs"
 def default_run_root(configs: Any) -> Path:
     """``runs/<stem of the last --config>`` (``runs/rsfm`` without one): where a run goes when
     its config names no ``trainer.default_root_dir``."""
-    given = [os.fspath(str(c)) for c in configs or [] if c is not None]
+    given = [str(c) for c in configs or [] if c is not None]
     return Path(RUNS) / (Path(given[-1]).stem if given else "rsfm")
 
 
