@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 import textwrap
@@ -253,6 +252,21 @@ def default_run_root(configs: Any) -> Path:
     return Path(RUNS) / (Path(given[-1]).stem if given else "rsfm")
 
 
+def remove_empty_log_dirs(trainer: Any) -> None:
+    """Delete each logger's ``version_N`` folder (and its empty parent) holding no file."""
+    import shutil
+
+    for logger in getattr(trainer, "loggers", []) or []:
+        folder = getattr(logger, "log_dir", None)
+        if not folder or not Path(folder).is_dir():
+            continue
+        folder = Path(folder)
+        if not any(p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+            if folder.parent.is_dir() and not any(folder.parent.iterdir()):
+                folder.parent.rmdir()
+
+
 def lightning_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run LightningCLI with any rsfm task / datamodule selected by ``class_path`` in YAML.
 
@@ -306,6 +320,15 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
             trainer = super().instantiate_trainer(**kwargs)
             place_checkpoints(trainer)
             return trainer
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            """Run; a run that fails leaves no empty logger folder behind (Lightning creates
+            ``<logger>/version_N`` before the datamodule can refuse its input)."""
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                remove_empty_log_dirs(self.trainer)
+                raise
 
         def after_fit(self) -> None:
             """Print checkpoints, final metrics, config, logs and the push command."""
@@ -386,9 +409,14 @@ def data_main(argv: list[str]) -> int:
 def _data_stats(ns: argparse.Namespace) -> int:
     """``rsfm data stats``: the errors a user meets speak of its flags, not Python keywords."""
     from rsfm.data.errors import BandMismatchError, NonFiniteError
+    from rsfm.data.grid import find_rasters
     from rsfm.data.raster import SensorRasterDataset
     from rsfm.data.stats import compute_band_stats
+    from rsfm.inference.engine import check_output_path
 
+    out = Path(ns.out)
+    for path in find_rasters(ns.paths):  # before anything is read: never overwrite an input
+        check_output_path(path, out)
     try:
         dataset = SensorRasterDataset(
             ns.paths, sensor=ns.sensor, skip_empty=True, nonfinite=ns.nonfinite
@@ -410,8 +438,12 @@ def _data_stats(ns: argparse.Namespace) -> int:
             f"{err.problem.split('; nonfinite=')[0]}; --nonfinite mask leaves them out of the "
             "statistics (or declare them the file's nodata)",
         ) from err
-    result.save(ns.out)
-    print(json.dumps(result.to_dict(), indent=1)[:2000])
+    result.save(out)
+    for name, low, high, mean, std in zip(
+        result.band_names, result.low, result.high, result.mean, result.std, strict=True
+    ):
+        print(f"{name:>8s}  clip {low:.6g}..{high:.6g}  mean {mean:.6g}  std {std:.6g}")
+    print(f"rsfm data stats: {result.n_pixels} valid pixels of {result.sensor}; wrote {out}")
     return 0
 
 

@@ -208,23 +208,6 @@ NONFINITE = "NaN/inf"
 NOT_A_DIR = "is a directory"
 NO_WRITE = "no write access|not permitted|read-only"
 
-X_DATA_STATS_OUT = (
-    "rsfm/cli.py _data_stats: check --out before computing (refuse a directory, an unwritable "
-    "folder and a path that resolves to one of the inputs, as engine.check_output_path does); "
-    "today "
-)
-X_GENERATE = (
-    "rsfm/inference/generate.py generate_main: check --image / --mask with "
-    "input_checks.check_readable and the band count, and refuse an --out that is a file, "
-    "before ns.out.mkdir(); today "
-)
-X_SMALL_FIT = (
-    "rsfm/data/windows.py RandomWindows: the 'no file ... is at least N px wide and tall' "
-    "error names no file; it should name the files too small for the patch and their size "
-    "(and be raised before statistics are computed: today the 1-pixel statistics are also "
-    "left beside the file, see fit-polar-epsg3413)"
-)
-
 
 def _c(case_id: str, template: str, code: int, *says: str, **kwargs) -> Case:
     return Case(case_id, template, code, says, **kwargs)
@@ -304,19 +287,13 @@ CASES = [
     _stats("stats-inf-one-pixel", "inf", 1, "{inf}", NONFINITE),
     _stats("stats-uint8", "u8", 0, check="stats"),
     _stats("stats-polar-epsg3413", "polar", 0, check="stats"),
-    _stats("stats-1x1", "one", 1, "{one}", "1 valid pixel|too few", xfail=(
-        "rsfm/data/stats.py compute_band_stats: one pixel gives low == high and std 0 in every "
-        "band (normalisation then maps every pixel to 0); refuse too few valid pixels, naming "
-        "the file; today it exits 0")),
+    _stats("stats-1x1", "one", 1, "{one}", "1 valid pixel|too few"),
     _c("stats-unknown-sensor", "data stats {s2} --sensor nope --out {out}", 1, "'nope'",
        "unknown sensor"),
     _c("stats-out-is-in", "data stats {same} --sensor sentinel2_l1c --out {same}", 1, "{same}",
-       "input", prep=("same=s2",),
-       xfail=X_DATA_STATS_OUT + "it exits 0 and overwrites the GeoTIFF with JSON"),
+       "input", prep=("same=s2",)),
     _c("stats-out-is-a-directory", "data stats {s2} --sensor sentinel2_l1c --out {tmp}/outdir",
-       1, "{tmp}/outdir", NOT_A_DIR, prep=("dir",),
-       xfail=X_DATA_STATS_OUT + "`[Errno 21] Is a directory` after computing, and "
-       "BandStats.save leaves {tmp}/outdir.tmp behind"),
+       1, "{tmp}/outdir", NOT_A_DIR, prep=("dir",)),
     _c("stats-out-read-only", "data stats {s2} --sensor sentinel2_l1c --out {ro}/s.json", 1,
        "{ro}/s.json", NO_WRITE, prep=("ro",)),
     # --------------------------------------------------------------- rsfm fit
@@ -330,15 +307,11 @@ CASES = [
     _fit("fit-all-nodata", "nodata", 1, "{nodata}", "every pixel is nodata"),
     _fit("fit-nan", "nan", 1, "{nan}", NONFINITE),
     _fit("fit-inf", "inf_dense", 1, "{inf_dense}", NONFINITE),
-    _fit("fit-1x1", "one", 1, "{one}", "16 px", xfail=X_SMALL_FIT),
-    _fit("fit-smaller-than-a-patch", "small", 1, "{small}", "16 px", xfail=X_SMALL_FIT),
+    _fit("fit-1x1", "one", 1, "{one}", "16 px", "1x1 px"),
+    _fit("fit-smaller-than-a-patch", "small", 1, "{small}", "16 px"),
     _fit("fit-polar-epsg3413", "polar", 0, check="fit"),
     _fit("fit-failed-run-leaves-no-version-folder", "nodata", 1, "{nodata}",
-         "every pixel is nodata", files_only=False, xfail=(
-        "rsfm/cli.py: Lightning creates logs/version_N (CSVLogger.experiment, in "
-        "_call_setup_hook) before the datamodule's setup refuses the input, so every failed "
-        "fit leaves an empty version folder; run the datamodule's input checks in the CLI's "
-        "before_fit, or remove the logger's folder when it is still empty after a failure")),
+         "every pixel is nodata", files_only=False),
     # --------------------------------------------------------------- rsfm hub
     _c("hub-verify-tampered-entry", "hub verify seg-bad --hub {hub}", 1, "seg-bad@1.0",
        "model.safetensors", "sha256 mismatch"),
@@ -363,16 +336,12 @@ CASES = [
     _c("generate-unknown-model", GEN.replace("t2e", "nope"), 1, "'nope'", "no model named"),
     _c("generate-not-a-generator", GEN.replace("t2e", "seg"), 1, "seg ", "not a generative"),
     _c("generate-out-is-a-file", "generate river --model t2e --hub {hub} --out {tmp}/afile", 1,
-       "{tmp}/afile", "not a folder|not a directory", prep=("file",),
-       xfail=X_GENERATE + "`[Errno 17] File exists`"),
+       "{tmp}/afile", "not a folder|not a directory", prep=("file",)),
     _c("generate-out-read-only", "generate river --model t2e --hub {hub} --out {ro}/gen", 1,
        "{ro}/gen", NO_WRITE, prep=("ro",)),
-    _c("generate-image-zero-byte", GEN + " --image {zero}", 1, "{zero}", "empty (0 bytes)",
-       xfail=X_GENERATE + "a raw RasterioIOError, and --out is created"),
-    _c("generate-image-not-a-tiff", GEN + " --image {text}", 1, "{text}", UNREADABLE,
-       xfail=X_GENERATE + "a raw RasterioIOError, and --out is created"),
-    _c("generate-image-wrong-band-count", GEN + " --image {g_five}", 1, "{g_five}", "5 bands",
-       xfail=X_GENERATE + "the message is right but --out is created first"),
+    _c("generate-image-zero-byte", GEN + " --image {zero}", 1, "{zero}", "empty (0 bytes)"),
+    _c("generate-image-not-a-tiff", GEN + " --image {text}", 1, "{text}", UNREADABLE),
+    _c("generate-image-wrong-band-count", GEN + " --image {g_five}", 1, "{g_five}", "5 bands"),
     _c("generate-image-polar-epsg3413", GEN + " --image {g_polar}", 0, check="generate"),
     _c("generate-image-1x1", GEN + " --image {g_one}", 0, check="generate"),
     # --------------------------------------------------------------- rsfm super-resolve

@@ -39,6 +39,7 @@ from rsfm.data.errors import (
     EmptyWindowError,
     MissingCRSError,
     NonFiniteError,
+    RasterError,
     UnreadableRasterError,
 )
 from rsfm.data.grid import (
@@ -84,13 +85,30 @@ def _is_bad_band(tags: dict[str, str]) -> bool:
         return False
 
 
-def refuse_empty_rasters(paths: Iterable[PathLike], side: int = 256) -> None:
-    """Raise :class:`EmptyRasterError` for the first file whose every pixel is nodata.
+def refuse_empty_rasters(
+    paths: Iterable[PathLike], side: int = 256, patch_size: int | None = None
+) -> None:
+    """Raise :class:`EmptyRasterError` for the first file whose every pixel is nodata, and a
+    :class:`RasterError` naming the files and their sizes when none holds a ``patch_size``
+    window.
 
     A decimated read of each file's dataset mask (at most ``side`` px a side), so the check
-    stays cheap on large scenes; training refuses such a file at setup instead of training on
-    nothing.
+    stays cheap on large scenes; training refuses such files at setup (before statistics are
+    computed) instead of training on nothing.
     """
+    paths = list(paths)
+    if patch_size and paths:
+        sizes = []
+        for path in paths:
+            with _open(path) as src:
+                sizes.append((path, src.width, src.height))
+        if all(min(width, height) < patch_size for _, width, height in sizes):
+            shown = ", ".join(f"{Path(p).name} {w}x{h} px" for p, w, h in sizes[:4])
+            raise RasterError(
+                paths[0],
+                f"no training file holds a {patch_size} px window ({shown}"
+                f"{', ...' if len(sizes) > 4 else ''}); use a smaller patch_size or larger files",
+            )
     for path in paths:
         with _open(path) as src:
             shape = decimated_shape(src.height, src.width, side)

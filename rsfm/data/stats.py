@@ -13,6 +13,8 @@ from rsfm.band_stats import STATS_FILENAME, BandStats
 from rsfm.data.errors import EmptyRasterError, EmptyWindowError
 from rsfm.data.raster import SensorRasterDataset
 
+MIN_PIXELS = 64  # fewer valid pixels give no meaningful 1/99 % clip or std
+
 
 def default_stats_path(dataset: SensorRasterDataset) -> Path:
     """``band_stats.json`` in the dataset's data root (its first path, or that file's folder)."""
@@ -99,7 +101,7 @@ def compute_band_stats(
         whole: Read small datasets whole (see above); training keeps random windows.
 
     Raises:
-        EmptyRasterError: If no window read holds a valid pixel.
+        EmptyRasterError: If the windows read hold fewer than ``MIN_PIXELS`` valid pixels.
         NonFiniteError: On NaN/inf pixels in a window read that are not nodata (unless the
             dataset was built with ``nonfinite="mask"``).
     """
@@ -126,6 +128,15 @@ def compute_band_stats(
     if not chunks or sum(c.shape[1] for c in chunks) == 0:
         where = dataset.files[0] if len(dataset.files) == 1 else Path(dataset.files[0]).parent
         raise EmptyRasterError(where, f"no valid pixel in the {len(queries)} windows read")
+    n_pixels = len(np.unique(np.concatenate(positions), axis=0))
+    if n_pixels < MIN_PIXELS:
+        where = dataset.files[0] if len(dataset.files) == 1 else Path(dataset.files[0]).parent
+        raise EmptyRasterError(
+            where,
+            f"too few valid pixels for statistics ({n_pixels} valid pixel"
+            f"{'s' if n_pixels != 1 else ''}; at least {MIN_PIXELS} needed for the "
+            f"{percentiles[0]:g}/{percentiles[1]:g} % clip); use larger files",
+        )
     values = np.concatenate(chunks, axis=1)
     low, high = np.percentile(values, percentiles, axis=1)
     clipped = np.clip(values, low[:, None], high[:, None])
@@ -138,5 +149,5 @@ def compute_band_stats(
         std=clipped.std(axis=1).tolist(),
         percentiles=percentiles,
         sensor=dataset.sensor.name,
-        n_pixels=len(np.unique(np.concatenate(positions), axis=0)),
+        n_pixels=n_pixels,
     )

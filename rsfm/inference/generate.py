@@ -483,6 +483,32 @@ def _generate_one_canvas(
     return [tif, png]
 
 
+def _check_paths(ns: argparse.Namespace) -> None:
+    """``--image`` / ``--mask`` readable rasters and ``--out`` a folder (or creatable)."""
+    from rsfm.inference.engine import OutputPathError
+    from rsfm.inference.input_checks import check_readable
+
+    for given in (ns.image, ns.mask):
+        if given is not None:
+            check_readable(Path(given))
+    if ns.out.exists() and not ns.out.is_dir():
+        raise OutputPathError(ns.out, "is a file, not a folder: --out names the folder to write")
+
+
+def _check_band_count(image: Path | None, channels: int, model: str) -> None:
+    if image is None:
+        return
+    import rasterio
+
+    from rsfm.data.errors import BandMismatchError
+
+    with rasterio.open(image) as src:
+        if src.count != channels:
+            raise BandMismatchError(
+                image, f"{src.count} bands, but {model} generates {channels}: give its bands"
+            )
+
+
 def generate_main(argv: list[str]) -> int:
     """Entry point of ``rsfm generate`` (see ``rsfm generate --help``)."""
     ns = _parser().parse_args(argv)
@@ -490,7 +516,9 @@ def generate_main(argv: list[str]) -> int:
         raise SystemExit("rsfm generate: --bounds needs --gsd")
     import torch
 
+    _check_paths(ns)  # before the model loads or anything is written
     model = load_generator(ns.model, ns.hub, ns.device)
+    _check_band_count(ns.image, model.image_channels, ns.model)
     ns.out.mkdir(parents=True, exist_ok=True)
     tile = model.image_size
     canvas = ns.image is not None or ns.size is not None

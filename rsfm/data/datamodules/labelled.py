@@ -195,7 +195,7 @@ class LabelledGeoDataModule(BaseDataModule):
         return self.sensor or Path(expand_paths(self.images)[0]).stem
 
     def _compute_stats(self, train_files: list[Path]) -> None:
-        refuse_empty_rasters(train_files)  # before any statistics or training
+        refuse_empty_rasters(train_files, patch_size=self.patch_size)  # before statistics
         if not self.normalize:
             return
         self._cached_band_stats(

@@ -186,7 +186,7 @@ class GeoDataModule(BaseDataModule):
         return [self._feed(key, d) for d in datasets]
 
     def _stats_for(self, source: RasterSource, train_files: list[Path]) -> None:
-        refuse_empty_rasters(train_files)  # before any statistics or training
+        refuse_empty_rasters(train_files, patch_size=self.patch_size)  # before statistics
         if not self.normalize:
             return
         self._cached_band_stats(
