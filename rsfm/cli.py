@@ -356,6 +356,8 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> Lightning
 
 def data_main(argv: list[str]) -> int:
     """``rsfm data sensors|synthetic|stats``: inspect sensors, build the world, compute stats."""
+    if argv[:1] == ["chip"]:  # its own argparse: rsfm.data.shards.chip_main
+        return importlib.import_module("rsfm.data.shards").chip_main(argv[1:])
     parser = argparse.ArgumentParser(prog="rsfm data", description=data_main.__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     sensors = sub.add_parser("sensors", help="list registered sensors and their bands")
@@ -535,7 +537,7 @@ def _dispatch(args: list[str], from_shell: bool, debug: bool = False) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(
             "usage: rsfm {fit,validate,test,predict} --config CONFIG.yaml [options]\n"
-            "       rsfm data {sensors,synthetic,stats} ...\n"
+            "       rsfm data {sensors,synthetic,stats,chip} ...\n"
             "       rsfm hub {list,show,push,pull,verify} ...\n"
             "       rsfm tile MODEL INPUT.tif OUTPUT.tif [options]\n"
             "       rsfm generate PROMPT --gsd M --out DIR [options]\n"
