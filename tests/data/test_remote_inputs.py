@@ -114,7 +114,12 @@ class RangeServer:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RangeServer]:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RangeServer]:
+    # Fail in seconds, not hang: this server shares the test's GIL, and a GDAL call that holds
+    # it during HTTP (rasterio's probes for .aux.xml sidecars, which the tuned options stop)
+    # starves the server until curl times out.
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "2")  # enough for the two 503s below
     root = tmp_path / "www"
     root.mkdir()
     httpd = RangeServer(root)
