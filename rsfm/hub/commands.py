@@ -83,11 +83,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_list(hub: str | None) -> None:
     from rsfm.hub.backends import (
+        LocalHub,
         list_models,  # reads index.json only: no torch
         open_hub,
     )
+    from rsfm.hub.entry import HubError
 
     backend = open_hub(hub)
+    if isinstance(backend, LocalHub) and not backend.root.is_dir():
+        raise HubError(
+            f"no hub at {backend.location} (the folder does not exist); check --hub, "
+            "or create it with `rsfm hub push CHECKPOINT NAME --hub ...`"
+        )
     rows = list_models(backend)
     if not rows:
         print(f"no models in {getattr(backend, 'searched', backend.location)}")

@@ -337,8 +337,16 @@ def test_the_cli_pushes_to_the_user_hub_and_lists_shipped_models(
     assert "from-cli" in listed and "water-s2-tiny" in listed
     assert hub_main(["show", "water-s2-tiny"]) == 0
     assert str(SHIPPED / "water-s2-tiny@1.0.0") in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
     assert hub_main(["list", "--hub", str(tmp_path / "empty")]) == 0
     assert capsys.readouterr().out.strip() == f"no models in {tmp_path / 'empty'}"
+    # A hub folder that does not exist is a typo, not an empty hub: one line, exit 1.
+    assert hub_main(["list", "--hub", str(tmp_path / "typo")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"rsfm hub list: error: no hub at {tmp_path / 'typo'} (the folder does not exist); "
+        "check --hub, or create it with `rsfm hub push CHECKPOINT NAME --hub ...`"
+    ]
     assert (SHIPPED / "index.json").read_bytes() == SHIPPED_INDEX
 
 
