@@ -1,8 +1,8 @@
 """``rsfm evaluate``: frozen-encoder protocols on catalogue datasets -> results.md + results.json.
 
 The table always holds, beside the encoders asked for, a randomly initialised encoder of the
-same architecture as each hub encoder, the raw-spectra baseline and, on water datasets, the
-NDWI > 0 threshold.
+same architecture as each hub encoder, the raw-spectra baseline, on segmentation datasets the
+matched filter and, on water datasets, the NDWI > 0 threshold.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rsfm.hub.backends import DEFAULT_HUB_HELP
+
+# Encoder-free baselines added to every table (torch-free here, for a fast ``--help``).
+BASELINES = ("raw", "ndwi", "mf")
 
 DEFAULT_OUT = "evaluation"
 PRIMARY_METRIC = {"segmentation": "mIoU", "classification": "accuracy", "multilabel": "mAP"}
@@ -36,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="E",
         help="hub model NAME@VERSION, random:NAME@VERSION, random:REGISTERED_NAME (baselines "
-        "'raw' and 'ndwi' are added automatically)",
+        "'raw', 'ndwi' and 'mf' are added automatically)",
     )
     parser.add_argument("--dataset", nargs="+", default=[], metavar="D", help="catalogue names")
     parser.add_argument(
@@ -69,11 +72,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _architecture(ref: str, hub: str | None) -> str:
     """The model config of a hub entry (its architecture), or ``ref`` if it cannot be read."""
-    try:
-        from rsfm.hub.store import _locate
+    from rsfm.hub import HubError, load_config
 
-        return (_locate(ref, hub, False) / "config.json").read_text()
-    except Exception:  # noqa: BLE001 - an unknown entry fails later with its own message
+    try:
+        return json.dumps(load_config(ref, hub), sort_keys=True)
+    except (HubError, OSError):  # an unknown entry fails later with its own message
         return ref
 
 
@@ -84,12 +87,12 @@ def encoder_list(asked: Sequence[str], hub: str | None = None) -> list[str]:
     seen: set[str] = set()
     for text in asked:
         out.append(text)
-        if not text.startswith("random:") and text not in ("raw", "ndwi"):
+        if not text.startswith("random:") and text not in BASELINES:
             architecture = _architecture(text, hub)
             if architecture not in seen:
                 seen.add(architecture)
                 out.append(f"random:{text}")
-    out += ["raw", "ndwi"]
+    out += list(BASELINES)
     return list(dict.fromkeys(out))
 
 
@@ -153,7 +156,7 @@ def evaluate_main(argv: list[str]) -> int:
     splits: dict[str, tuple[Any, Any]] = {}
     cache: dict[tuple[str, str], Any] = {}
     for dataset, encoder, seed in tqdm(jobs, desc="evaluate", unit="run"):
-        if encoder in ("raw", "ndwi") and seed != args.seeds[0]:
+        if encoder in BASELINES and seed != args.seeds[0]:
             continue  # deterministic: one seed is the whole story
         if dataset not in splits:
             splits[dataset] = (

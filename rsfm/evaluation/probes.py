@@ -1,4 +1,5 @@
-"""Probes and metrics for frozen-feature evaluation: linear probe, k-NN, accuracy, mIoU, mAP.
+"""Probes and metrics for frozen-feature evaluation: linear probe, k-NN, the matched filter,
+accuracy, mIoU, mAP.
 
 Everything is plain torch (deterministic on CPU for a given seed): a linear probe is an
 L2-regularised logistic regression fitted full-batch with L-BFGS on standardised features; k-NN
@@ -123,6 +124,52 @@ def knn_scores(
 
 
 # ------------------------------------------------------------------------------- metrics
+def matched_filter_scores(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    test_features: torch.Tensor,
+    num_classes: int,
+    shrinkage: float = 1e-3,
+) -> torch.Tensor:
+    """Per-class matched-filter scores [M, K], the classic spectral target detector.
+
+    For class ``k`` the background is every other training pixel, with mean ``b`` and
+    covariance ``S`` (shrunk towards ``trace(S)/D * I`` by ``shrinkage``); with the class's
+    mean spectrum ``t`` the score of a pixel ``x`` is
+    ``(t - b)' S^-1 (x - b) / ((t - b)' S^-1 (t - b))``: 0 at the background mean, 1 at the
+    class mean, the background's correlated variation whitened away. A pixel's class is its
+    highest score; classes absent from the training pixels score ``-inf``.
+
+    Args:
+        features: [N, D] training spectra.
+        targets: [N] class ids.
+        test_features: [M, D] spectra to score.
+        num_classes: K.
+        shrinkage: Share of the covariance replaced by its mean variance (keeps S invertible).
+    """
+    x = features.double()
+    total_sum, total_second = x.sum(dim=0), x.T @ x
+    eye = torch.eye(x.shape[1], dtype=x.dtype)
+    test = test_features.double()
+    scores = torch.full((len(test), num_classes), float("-inf"), dtype=torch.float64)
+    for k in range(num_classes):
+        inside = targets == k
+        n_in = int(inside.sum())
+        n_out = len(x) - n_in
+        if n_in == 0 or n_out < 2:
+            continue
+        members = x[inside]
+        target = members.mean(dim=0)
+        background = (total_sum - members.sum(dim=0)) / n_out
+        second = total_second - members.T @ members
+        cov = (second - n_out * torch.outer(background, background)) / (n_out - 1)
+        cov = (1 - shrinkage) * cov + shrinkage * cov.trace() / len(eye) * eye
+        diff = target - background
+        whitened = torch.linalg.solve(cov, diff)
+        scores[:, k] = (test - background) @ whitened / (diff @ whitened).clamp(min=1e-12)
+    return scores.float()
+
+
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Share of labelled items (target != -1) predicted right."""
     keep = target != IGNORE_INDEX

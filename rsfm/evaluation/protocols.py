@@ -8,7 +8,9 @@ An *encoder spec* names what is evaluated:
   initialised with the run's seed (the floor a pretrained encoder must clear);
 - ``raw``: no encoder: per-pixel normalised spectra (segmentation) or per-band mean and std of
   the normalised patch (classification) -- the raw-spectra baseline;
-- ``ndwi``: no training: water where NDWI = (green - NIR) / (green + NIR) > 0 (water datasets).
+- ``ndwi``: no training: water where NDWI = (green - NIR) / (green + NIR) > 0 (water datasets);
+- ``mf``: the matched filter, the classic spectral target detector, one per class on the raw
+  per-pixel spectra (segmentation datasets; :func:`~rsfm.evaluation.probes.matched_filter_scores`).
 
 Every dataset is normalised with per-sensor statistics of its own training split (the same for
 every encoder), probes are fitted on the train split and scored on the test split; the
@@ -30,6 +32,7 @@ from torch import nn
 
 from rsfm.data.catalogue import ChipDataset, DatasetInfo, load_dataset
 from rsfm.data.catalogue.base import normalise_sample
+from rsfm.evaluation.command import BASELINES
 from rsfm.evaluation.heads import (
     HEAD_PROTOCOLS,
     HeadRecipe,
@@ -43,13 +46,13 @@ from rsfm.evaluation.probes import (
     fit_linear_probe,
     iou_per_class,
     knn_scores,
+    matched_filter_scores,
     mean_average_precision,
     mean_iou,
     predict_linear,
 )
 
 PROTOCOLS = ("knn", "linear", "frozen_head", "finetune", "predict")
-BASELINES = ("raw", "ndwi")
 MAX_TRAIN_PIXELS = 20_000
 MAX_TEST_PIXELS = 200_000
 NDWI_GREEN_NM, NDWI_NIR_NM = 560.0, 840.0
@@ -63,7 +66,7 @@ class EncoderSpec:
 
     @property
     def kind(self) -> str:
-        """``raw``, ``ndwi``, ``random`` or ``hub``."""
+        """``raw``, ``ndwi``, ``mf``, ``random`` or ``hub``."""
         if self.text in BASELINES:
             return self.text
         return "random" if self.text.startswith("random:") else "hub"
@@ -90,19 +93,16 @@ class FrozenEncoder:
 
     def __init__(self, spec: EncoderSpec, seed: int, hub: str | None = None) -> None:
         from rsfm.hub import load
-        from rsfm.models.registry import create_model, is_model, model_config, model_from_config
+        from rsfm.models.registry import create_model, is_model, model_config
 
         if spec.kind == "random" and is_model(spec.ref):
             torch.manual_seed(seed)
             model = create_model(spec.ref)
         elif spec.kind == "random":
-            import json
+            from rsfm.hub import load_untrained
 
-            from rsfm.hub.store import _locate
-
-            folder = _locate(spec.ref, hub, True)
             torch.manual_seed(seed)
-            model = model_from_config(json.loads((folder / "config.json").read_text()))
+            model = load_untrained(spec.ref, hub)
         else:
             model = load(spec.ref, hub)
         self.encoder: nn.Module = getattr(model, "encoder", model).eval()
@@ -300,6 +300,10 @@ def evaluate_one(
         if "water" not in info.class_names:
             return []
         return [Result(spec.text, info.name, "threshold", seed, ndwi_scores(info, test))]
+    if spec.kind == "mf":
+        if info.task != "segmentation":
+            return []
+        return [Result(spec.text, info.name, "matched_filter", seed, _mf(train, test, seed, cache))]
     if "predict" in protocols:
         if spec.kind != "hub":
             return []
@@ -345,6 +349,29 @@ def evaluate_one(
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
         results.append(Result(spec.text, info.name, protocol, seed, _scores(info, scores, y_test)))
     return results
+
+
+def _mf(
+    train: ChipDataset, test: ChipDataset, seed: int, cache: dict[tuple[str, str], Any] | None
+) -> dict[str, float]:
+    """Matched-filter scores on the raw spectra (features shared with ``raw`` via ``cache``)."""
+    stats = train.compute_band_stats()
+    train.band_stats, test.band_stats = stats, stats
+    key = ("raw", train.info.name)
+    if cache is not None and key in cache:
+        (x_train, y_train), (x_test, y_test) = cache[key]
+    else:
+        (x_train, y_train), (x_test, y_test) = (
+            pixel_features(train, None),
+            pixel_features(test, None),
+        )
+        if cache is not None:
+            cache[key] = (x_train, y_train), (x_test, y_test)
+    generator = torch.Generator().manual_seed(seed)
+    x_train, y_train = subsample(x_train, y_train, 10 * MAX_TRAIN_PIXELS, generator)
+    x_test, y_test = subsample(x_test, y_test, MAX_TEST_PIXELS, generator)
+    scores = matched_filter_scores(x_train, y_train, x_test, train.info.num_classes)
+    return _scores(train.info, scores, y_test)
 
 
 def summarise(results: Sequence[Result]) -> list[dict[str, Any]]:

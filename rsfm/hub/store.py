@@ -609,6 +609,19 @@ def load(
     return model.eval()
 
 
+def load_config(name_or_path: str | os.PathLike[str], hub: HubLike = None) -> dict[str, Any]:
+    """The parsed config.json of an entry (hash-verified bytes): its architecture."""
+    folder, contents = _open_entry(name_or_path, hub, verify=True)
+    return _parse_config(contents[CONFIG_NAME], folder / CONFIG_NAME)
+
+
+def load_untrained(name_or_path: str | os.PathLike[str], hub: HubLike = None) -> nn.Module:
+    """An entry's architecture initialised from torch's current seed, without its weights (the
+    random-init twin an evaluation compares a pretrained model with)."""
+    where = _entry_folder(name_or_path) if _looks_like_path(name_or_path) else name_or_path
+    return _build(load_config(name_or_path, hub), f"{where} ({CONFIG_NAME})").eval()
+
+
 def describe(name: str, hub: HubLike = None) -> tuple[FetchedEntry, ModelCard]:
     """The verified entry (reference, folder, index record) and its typed card."""
     entry = open_hub(hub).fetch(EntryRef.parse(name))

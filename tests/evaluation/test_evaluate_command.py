@@ -68,10 +68,13 @@ def test_evaluate_writes_a_table_with_baselines(tmp_path: Path, capsys) -> None:
     assert code == 0
     record = json.loads((out / "results.json").read_text())
     rows = {(r["encoder"], r["protocol"], r["metric"]): r for r in record["summary"]}
-    assert record["encoders"] == ["random:smarties_tiny", "raw", "ndwi"]
-    # The spectra separate the classes: the raw baseline and the NDWI threshold are near perfect.
+    assert record["encoders"] == ["random:smarties_tiny", "raw", "ndwi", "mf"]
+    # The spectra separate the classes: the raw baseline, the NDWI threshold and the matched
+    # filter are near perfect.
     assert rows[("raw", "linear", "water_IoU")]["mean"] > 0.95
     assert rows[("ndwi", "threshold", "water_IoU")]["mean"] > 0.95
+    assert rows[("mf", "matched_filter", "water_IoU")]["mean"] > 0.95
+    assert rows[("mf", "matched_filter", "mIoU")]["n_seeds"] == 1  # deterministic: one seed
     random_row = rows[("random:smarties_tiny", "linear", "mIoU")]
     # Even a random encoder's features separate these spectra linearly (measured 1.0 on both
     # seeds); the majority class ("not water" everywhere) scores mIoU (2/3) / 2 = 1/3.
@@ -99,6 +102,7 @@ def test_evaluate_on_sen1floods11_beats_chance(shared_data, tmp_path: Path) -> N
         for r in json.loads((out / "results.json").read_text())["summary"]
     }
     assert rows[("raw", "water_IoU")] > 0.7 and rows[("ndwi", "water_IoU")] > 0.7
+    assert rows[("mf", "water_IoU")] > 0.5
 
 
 def test_predict_scores_a_hub_segmenter_with_its_own_card(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from rsfm.evaluation.probes import (
     fit_linear_probe,
     iou_per_class,
     knn_scores,
+    matched_filter_scores,
     mean_average_precision,
     mean_iou,
     predict_linear,
@@ -66,3 +67,31 @@ def test_average_precision_by_hand() -> None:
     assert mean_average_precision(both, targets) == pytest.approx(
         (1 + 2 / 3) / 2
     )  # class 1 skipped
+
+
+def _correlated_background(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two bands whose background varies together (std 3.2 each, correlation 0.99) and a
+    target offset by 1.5 in band 1 only: hidden along each band, plain along band1 - band2."""
+    g = torch.Generator().manual_seed(seed)
+    labels = (torch.rand(n, generator=g) < 0.2).long()
+    cov = torch.tensor([[10.0, 9.9], [9.9, 10.0]])
+    noise = torch.randn(n, 2, generator=g) @ torch.linalg.cholesky(cov).T
+    return noise + labels[:, None] * torch.tensor([1.5, 0.0]), labels
+
+
+def test_matched_filter_whitens_the_background() -> None:
+    x, y = _correlated_background(4000, 0)
+    x_test, y_test = _correlated_background(2000, 1)
+    scores = matched_filter_scores(x, y, x_test, 3)  # class 2 never seen
+    assert torch.isneginf(scores[:, 2]).all()
+    target_score = scores[:, 1]
+    # normalised: about 1 on targets, about 0 on the background
+    assert target_score[y_test == 1].mean() == pytest.approx(1.0, abs=0.1)
+    assert target_score[y_test == 0].mean() == pytest.approx(0.0, abs=0.1)
+    detected = (target_score > 0.5).long()
+    assert iou_per_class(detected, y_test, 2)[1] > 0.8
+    # the same detector without whitening (projection on t - mu) cannot see the target
+    mu = x.mean(0)
+    plain = (x_test - mu) @ (x[y == 1].mean(0) - mu)
+    threshold = plain[y_test == 1].mean() / 2
+    assert iou_per_class((plain > threshold).long(), y_test, 2)[1] < 0.4

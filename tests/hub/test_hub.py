@@ -423,6 +423,8 @@ def test_cli_round_trip(
         out, err = capsys.readouterr()
         return code, out, err
 
+    assert cli("list", "--hub", src)[2].startswith("rsfm hub list: error: no hub at")
+    Path(src).mkdir()
     assert cli("list", "--hub", src)[1].startswith("no models in")
     code, out, _ = cli("push", str(run), "--name", "mae", "--hub", src)
     assert code == 0 and "pushed mae@1.0" in out

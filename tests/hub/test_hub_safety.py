@@ -374,3 +374,26 @@ def test_rsfm_tile_finds_a_shipped_model_from_another_directory(tmp_path: Path) 
     with rasterio.open(tmp_path / "map.tif") as out:
         assert (out.width, out.height) == (32, 32)
     assert not (tmp_path / "user").exists()
+
+
+def test_load_untrained_is_the_architecture_without_the_weights(tmp_path: Path) -> None:
+    """The random-init twin ``rsfm evaluate`` compares with: same config, fresh weights drawn
+    from torch's seed, built from the verified config.json (a tampered one is refused)."""
+    folder = _pushed(tmp_path, seed=3)
+    pretrained = hub.load("m@1.0", tmp_path)
+    torch.manual_seed(11)
+    twin = hub.load_untrained("m@1.0", tmp_path)
+    torch.manual_seed(11)
+    again = hub.load_untrained(folder)
+    config = hub.load_config("m@1.0", tmp_path)
+    assert {k: config[k] for k in model_config(pretrained)} == model_config(pretrained)
+    assert model_config(twin) == model_config(pretrained)
+    state, twin_state = pretrained.state_dict(), twin.state_dict()
+    assert state.keys() == twin_state.keys()
+    weights = [k for k, v in state.items() if v.dtype.is_floating_point and v.numel() > 64]
+    changed = [k for k in weights if not torch.equal(state[k], twin_state[k])]
+    assert len(changed) > 0.5 * len(weights), (len(changed), len(weights))  # fixed ones: norms
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in twin_state.items())
+    (folder / "config.json").write_text((folder / "config.json").read_text() + " ")
+    with pytest.raises(hub.IntegrityError, match="config.json"):
+        hub.load_untrained("m@1.0", tmp_path)
