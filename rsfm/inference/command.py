@@ -1,4 +1,7 @@
-"""``rsfm tile MODEL INPUT.tif OUTPUT.tif``: a hub model applied to a GeoTIFF of any size."""
+"""``rsfm tile MODEL INPUT.tif OUTPUT.tif``: a hub model applied to a GeoTIFF of any size.
+
+``rsfm tile MODEL INPUT... --out-dir DIR`` tiles many scenes (:mod:`rsfm.inference.scenes`).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,20 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rsfm.data.errors import RasterError
 from rsfm.hub.backends import DEFAULT_HUB_HELP
 
 if TYPE_CHECKING:  # torch loads once the command runs, so `rsfm tile --help` stays fast
     import numpy as np
     import torch
     from torch import nn
+
+    from rsfm.inference.engine import TileReport
 
 # Output kinds ``rsfm tile`` writes itself; a card whose default output is a key of
 # TILE_HOOKS is handed to that function (``module:function``, called with the model and the
@@ -141,21 +148,24 @@ def resume_key(
     return f"{ref} (weights sha256 {weights}, inputs fed {feed_digest[:16]})"
 
 
-def _usage_error(message: str) -> int:
-    """A refusal found once the model is known: one line, exit code 2 (as argparse's)."""
-    print(f"rsfm tile: error: {message}", file=sys.stderr)
-    return 2
+class TileRefusedError(ValueError):
+    """A run refused once the model is known (a bad option for it, or ``--strict``): exit 2.
+
+    Attributes:
+        label: ``error`` or ``refused (--strict)``, the word after ``rsfm tile:``.
+    """
+
+    def __init__(self, message: str, label: str = "error") -> None:
+        self.label = label
+        super().__init__(message)
 
 
-def tile_main(argv: list[str]) -> int:
-    """Parse ``rsfm tile`` arguments and run the tiled engine."""
-    parser = argparse.ArgumentParser(
-        prog="rsfm tile",
-        description="Apply a hub model to a GeoTIFF of any size in overlapping, blended tiles.",
-    )
-    parser.add_argument("model", help="hub name[@version] or entry folder")
-    parser.add_argument("input", type=Path, help="input GeoTIFF")
-    parser.add_argument("output", type=Path, help="output GeoTIFF (tiled, compressed)")
+class EmptyOutputError(RasterError):
+    """The output is (almost) all nodata although the input is mostly valid."""
+
+
+def add_tile_options(parser: argparse.ArgumentParser) -> None:
+    """The options a scene is tiled with, shared by ``rsfm tile`` for one and many scenes."""
     parser.add_argument("--hub", default=None, help=DEFAULT_HUB_HELP)
     parser.add_argument(
         "--sensor",
@@ -172,7 +182,6 @@ def tile_main(argv: list[str]) -> int:
         default=None,
         help="the bands' centres or passbands in nm, one per band (e.g. 450-800 for a pan band)",
     )
-    parser.add_argument("--segmenter", default=None, help="segmenter assessed by an SQA model")
     parser.add_argument(
         "--output",
         dest="kind",
@@ -188,75 +197,82 @@ def tile_main(argv: list[str]) -> int:
     parser.add_argument("--overlap", type=int, default=None, help="default: tile size / 4")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tta", action="store_true", help="average horizontal/vertical flips")
-    parser.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     parser.add_argument(
         "--allow-missing-bands",
         action="store_true",
         help="no notice when the input lacks bands the model was trained with",
     )
     parser.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
-    parser.add_argument("--plot", type=Path, default=None, help="also write a side-by-side PNG")
     parser.add_argument(
         "--strict",
         action="store_true",
         help="refuse an input whose values or sensor are far from the model's training "
         "(default: warn; rules in docs/tiled_inference.md)",
     )
-    args = parser.parse_args(argv)
 
-    import torch
 
-    from rsfm.hub import load
-    from rsfm.inference.bands import (
-        input_sensor,
-        match_bands,
-        parse_band_subset,
-        true_colour_bands,
-    )
-    from rsfm.inference.engine import check_output_path, tile_raster
-    from rsfm.inference.input_checks import (
-        EMPTY_OUTPUT_SHARE,
-        check_readable,
-        input_notices,
-        nodata_share,
-    )
+def output_kind(model: nn.Module, card: Any, requested: str, model_name: str) -> str:
+    """The output kind a run writes (``--output``, else the card's default).
 
-    check_output_path(args.input, args.output)  # before the model loads or anything is read
-    check_readable(args.input)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    model = load(args.model, hub=args.hub, device=args.device)
-    card = getattr(model, "rsfm_card", None)  # a typed rsfm.hub.card.ModelCard
-    if card is not None and card.output in TILE_HOOKS:  # e.g. an SQA model's quality map
-        return _run_hook(TILE_HOOKS[card.output], model, args)
-    kind = default_output(model, card) if args.kind == "auto" else args.kind
+    Raises:
+        TileRefusedError: If the model's output is not one ``rsfm tile`` writes (e.g. images).
+    """
+    kind = default_output(model, card) if requested == "auto" else requested
     if kind not in TILE_OUTPUTS:
-        return _usage_error(
-            f"{args.model} is a {card.task if card else '?'} model (output {kind!r}); use "
+        raise TileRefusedError(
+            f"{model_name} is a {card.task if card else '?'} model (output {kind!r}); use "
             f"{_OTHER_COMMANDS.get(kind, 'the command of its family')}"
         )
-    subset = parse_band_subset(args.input, args.bands)
-    sensor = input_sensor(args.input, args.sensor, card, subset, args.wavelengths)
+    return kind
+
+
+def tile_scene(
+    model: nn.Module,
+    args: argparse.Namespace,
+    input_path: Path,
+    output_path: Path,
+    kind: str,
+    *,
+    progress: bool = True,
+    notice: Callable[[str], None] | None = None,
+) -> SceneRun:
+    """Tile one scene with a loaded model as ``rsfm tile`` does (bands matched, input checked,
+    resumable, an all-nodata output refused); ``args`` holds the options of
+    :func:`add_tile_options` and ``device``.
+
+    Raises:
+        TileRefusedError: A tile size off the patch grid, or a notice under ``--strict``.
+        EmptyOutputError: The output is nodata although the input is valid (output removed).
+        rsfm.data.errors.RasterError: A bad input (unreadable, no CRS, bands, all nodata).
+    """
+    import torch
+
+    from rsfm.inference.bands import input_sensor, match_bands, parse_band_subset
+    from rsfm.inference.engine import TiledPredictor, TileOptions
+    from rsfm.inference.input_checks import EMPTY_OUTPUT_SHARE, input_notices, nodata_share
+
+    say = notice or (lambda message: print(f"rsfm tile: {message}", file=sys.stderr))
+    card = getattr(model, "rsfm_card", None)  # a typed rsfm.hub.card.ModelCard
+    subset = parse_band_subset(input_path, args.bands)
+    sensor = input_sensor(input_path, args.sensor, card, subset, args.wavelengths)
     selection = match_bands(
-        args.input, sensor, card, args.allow_missing_bands, model=model, subset=subset
+        input_path, sensor, card, args.allow_missing_bands, model=model, subset=subset
     )
     bands, wavelengths, stats = selection.bands, selection.wavelengths, selection.stats
     notices = [
         *selection.notices,
-        *input_notices(args.input, sensor, card, bands, wavelengths, stats),
+        *input_notices(input_path, sensor, card, bands, wavelengths, stats),
     ]
-    for notice in notices:
+    for message in notices:
         if args.strict:
-            print(f"rsfm tile: refused (--strict): {notice}", file=sys.stderr)
-            return 2
-        print(f"rsfm tile: warning: {notice}", file=sys.stderr)
+            raise TileRefusedError(message, label="refused (--strict)")
+        say(f"warning: {message}")
     patch = int((card.patch_size if card is not None else None) or 16)
     trained = int((card.input_size if card is not None else None) or 0)
     trained = -(-trained // patch) * patch  # the training input size, on the patch grid
     tile = args.tile_size or max(4 * patch, 64, trained)
     if tile % patch:
-        return _usage_error(
+        raise TileRefusedError(
             f"--tile-size {tile} must be a multiple of the model's patch size {patch} "
             f"(e.g. {max(patch, tile // patch * patch)})"
         )
@@ -270,32 +286,84 @@ def tile_main(argv: list[str]) -> int:
     channels = output_channels(model, card, kind)
     names = class_names_for(card, channels)
     multilabel = card is not None and card.task == "multilabel"
-    tile_raster(
-        make_predict_fn(model, wavelengths, kind, multilabel=multilabel),
-        args.input,
-        args.output,
-        bands=bands,
-        tile_size=tile,
-        overlap=overlap,
-        batch_size=args.batch_size,
-        output=kind,
-        tta_flips=args.tta,
-        normalize=normalize,
-        num_classes=channels,
-        band_names=names,
-        resume=not args.no_resume,
-        resume_key=resume_key(model, card, wavelengths, stats, multilabel),
-        device=args.device,
-        notice=lambda message: print(f"rsfm tile: {message}", file=sys.stderr),
-    )
-    lost = nodata_share(args.output)
-    if lost >= EMPTY_OUTPUT_SHARE and nodata_share(args.input, bands) < EMPTY_OUTPUT_SHARE:
-        args.output.unlink(missing_ok=True)
-        print(
-            f"rsfm tile: error: {args.output}: {lost:.1%} of the output is nodata although "
-            f"{args.input} is mostly valid (a band fed as nodata everywhere?); output removed",
-            file=sys.stderr,
+    key = resume_key(model, card, wavelengths, stats, multilabel)
+    options = TileOptions(
+        tile_size=tile, overlap=overlap, batch_size=args.batch_size, output=kind,
+        tta_flips=args.tta, num_classes=channels, band_names=tuple(names) if names else None,
+        resume=not args.no_resume, resume_key=key, progress=progress, device=args.device,
+    )  # fmt: skip
+    predict_fn = make_predict_fn(model, wavelengths, kind, multilabel=multilabel)
+    report = TiledPredictor(predict_fn, options, normalize, say).run(input_path, output_path, bands)
+    lost = nodata_share(output_path)
+    if lost >= EMPTY_OUTPUT_SHARE and nodata_share(input_path, bands) < EMPTY_OUTPUT_SHARE:
+        output_path.unlink(missing_ok=True)
+        raise EmptyOutputError(
+            output_path,
+            f"{lost:.1%} of the output is nodata although {input_path} is mostly valid "
+            "(a band fed as nodata everywhere?); output removed",
         )
+    return SceneRun(report, bands, wavelengths, channels, names, key, tile, overlap)
+
+
+@dataclass
+class SceneRun:
+    """What :func:`tile_scene` did: the engine's report and the choices made for the scene."""
+
+    report: TileReport
+    bands: list[int]
+    wavelengths: np.ndarray
+    channels: int | None
+    class_names: list[str] | None
+    resume_key: str
+    tile_size: int
+    overlap: int
+
+
+def tile_main(argv: list[str]) -> int:
+    """Parse ``rsfm tile`` arguments and run the tiled engine (many scenes with ``--out-dir``)."""
+    if any(arg == "--out-dir" or arg.startswith("--out-dir=") for arg in argv):
+        from rsfm.inference.scenes import scenes_main
+
+        return scenes_main(argv)
+    parser = argparse.ArgumentParser(
+        prog="rsfm tile",
+        description="Apply a hub model to a GeoTIFF of any size in overlapping, blended tiles. "
+        "Many scenes (files, globs, @list.txt, STAC) on many workers: "
+        "rsfm tile MODEL INPUT... --out-dir DIR (see rsfm tile --out-dir DIR --help).",
+    )
+    parser.add_argument("model", help="hub name[@version] or entry folder")
+    parser.add_argument("input", type=Path, help="input GeoTIFF")
+    parser.add_argument("output", type=Path, help="output GeoTIFF (tiled, compressed)")
+    add_tile_options(parser)
+    parser.add_argument("--segmenter", default=None, help="segmenter assessed by an SQA model")
+    parser.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
+    parser.add_argument("--plot", type=Path, default=None, help="also write a side-by-side PNG")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from rsfm.hub import load
+    from rsfm.inference.bands import true_colour_bands
+    from rsfm.inference.engine import check_output_path
+    from rsfm.inference.input_checks import check_readable
+
+    check_output_path(args.input, args.output)  # before the model loads or anything is read
+    check_readable(args.input)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    model = load(args.model, hub=args.hub, device=args.device)
+    card = getattr(model, "rsfm_card", None)  # a typed rsfm.hub.card.ModelCard
+    if card is not None and card.output in TILE_HOOKS:  # e.g. an SQA model's quality map
+        return _run_hook(TILE_HOOKS[card.output], model, args)
+    try:
+        kind = output_kind(model, card, args.kind, args.model)
+        done = tile_scene(model, args, args.input, args.output, kind)
+    except TileRefusedError as err:
+        print(f"rsfm tile: {err.label}: {err}", file=sys.stderr)
+        return 2
+    except EmptyOutputError as err:
+        print(f"rsfm tile: error: {err}", file=sys.stderr)
         return 1
     print(args.output)
     if args.plot is not None:
@@ -305,9 +373,9 @@ def tile_main(argv: list[str]) -> int:
             args.input,
             args.output,
             args.plot,
-            rgb_bands=true_colour_bands(bands, wavelengths),
-            class_colors=categorical_colours(channels) if kind == "classes" else None,
-            class_names=names,
+            rgb_bands=true_colour_bands(done.bands, done.wavelengths),
+            class_colors=categorical_colours(done.channels) if kind == "classes" else None,
+            class_names=done.class_names,
         )
         print(args.plot)
     return 0
